@@ -1,0 +1,343 @@
+//! Builds the remediation Job (and the Secret carrying its params) for one attempt.
+//!
+//! The shape follows `docs/job-contract.md`, the agreement between the operator and the runner
+//! image; the paths and names live in [`contract`] so both sides are easy to compare.
+//! Everything the LLM influenced is confined to the params Secret (validated JSON, delivered
+//! as a file): the image, command, playbook path and service account come from configuration
+//! and the reviewed catalog entry only.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use salve_api::{CatalogEntry, keys, names};
+use serde_json::json;
+
+/// The operator ⇄ runner image contract (see docs/job-contract.md).
+pub mod contract {
+    /// Container command (the image's entrypoint script).
+    pub const COMMAND: &str = "salve-run";
+    /// Where the params Secret is mounted; the file inside is [`EXTRAVARS_KEY`].
+    pub const PARAMS_DIR: &str = "/salve/params";
+    /// Key of the params Secret (JSON object of extra vars).
+    pub const EXTRAVARS_KEY: &str = "extravars";
+    /// Where the inventory Secret is mounted (key [`INVENTORY_KEY`]).
+    pub const INVENTORY_DIR: &str = "/salve/inventory";
+    /// Key of the inventory inside its Secret.
+    pub const INVENTORY_KEY: &str = "hosts";
+    /// Where the SSH key Secret is mounted (key [`SSH_KEY_KEY`]).
+    pub const SSH_DIR: &str = "/salve/ssh";
+    /// Key of the private key inside its Secret.
+    pub const SSH_KEY_KEY: &str = "ssh-privatekey";
+    /// Writable scratch (ansible-runner's private data dir and artifacts).
+    pub const WORK_DIR: &str = "/salve/work";
+    /// Env: playbook path relative to the image's project dir.
+    pub const ENV_PLAYBOOK: &str = "SALVE_PLAYBOOK";
+    /// Env: "true" runs `--check --diff`.
+    pub const ENV_CHECK: &str = "SALVE_CHECK_MODE";
+    /// Env: the incident name (for logs).
+    pub const ENV_INCIDENT: &str = "SALVE_INCIDENT";
+    /// Env: the attempt number (for logs).
+    pub const ENV_ATTEMPT: &str = "SALVE_ATTEMPT";
+    /// UID the runner runs as.
+    pub const RUN_AS_USER: i64 = 10001;
+}
+
+/// Operator configuration the Job builder needs.
+#[derive(Clone, Debug)]
+pub struct JobSettings {
+    /// The runner image (ansible-core + ansible-runner + playbooks).
+    pub image: String,
+    /// Secret holding the Ansible inventory (key `hosts`).
+    pub inventory_secret: String,
+    /// Secret holding the SSH private key (key `ssh-privatekey`), if hosts are reached by SSH.
+    pub ssh_secret: Option<String>,
+    /// Extra labels on the Job's pod (tests use this to steer kwok).
+    pub pod_labels: BTreeMap<String, String>,
+    /// Service account when the entry names none.
+    pub default_service_account: Option<String>,
+}
+
+/// What one attempt runs.
+#[derive(Clone, Debug)]
+pub struct JobRequest<'a> {
+    /// The incident's name and namespace, uid (owner reference).
+    pub incident: &'a str,
+    pub namespace: &'a str,
+    pub incident_uid: &'a str,
+    /// 1-based attempt.
+    pub attempt: u32,
+    /// Run with `--check --diff`.
+    pub dry_run: bool,
+    /// The reviewed catalog entry.
+    pub entry: &'a CatalogEntry,
+    /// Params, already validated against the entry's schema.
+    pub params: &'a serde_json::Value,
+}
+
+/// Failure to render a Job.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// The params are not a JSON object.
+    #[error("params must be a JSON object, got {0}")]
+    ParamsNotObject(&'static str),
+    /// Serialization failure (a bug).
+    #[error("rendering the Job: {0}")]
+    Render(#[from] serde_json::Error),
+}
+
+fn owner(req: &JobRequest<'_>) -> OwnerReference {
+    OwnerReference {
+        api_version: format!("{}/{}", salve_api::GROUP, salve_api::VERSION),
+        kind: "Incident".into(),
+        name: req.incident.to_owned(),
+        uid: req.incident_uid.to_owned(),
+        controller: Some(true),
+        block_owner_deletion: Some(true),
+    }
+}
+
+fn labels(req: &JobRequest<'_>) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (
+            keys::MANAGED_BY_LABEL.to_owned(),
+            keys::MANAGED_BY_VALUE.to_owned(),
+        ),
+        (keys::INCIDENT_LABEL.to_owned(), req.incident.to_owned()),
+        (keys::ATTEMPT_LABEL.to_owned(), req.attempt.to_string()),
+    ])
+}
+
+/// The Secret carrying the params of one attempt, named like its Job.
+pub fn params_secret(req: &JobRequest<'_>) -> Result<Secret, BuildError> {
+    if !req.params.is_object() {
+        return Err(BuildError::ParamsNotObject(json_kind(req.params)));
+    }
+    let name = names::job_name(req.incident, req.attempt);
+    Ok(serde_json::from_value(json!({
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": name,
+            "namespace": req.namespace,
+            "labels": labels(req),
+            "ownerReferences": [owner(req)],
+        },
+        "type": "Opaque",
+        "stringData": { contract::EXTRAVARS_KEY: serde_json::to_string(req.params)? },
+    }))?)
+}
+
+fn json_kind(v: &serde_json::Value) -> &'static str {
+    match v {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
+}
+
+/// The batch/v1 Job of one attempt: deterministic name, owned by the incident, no retries
+/// (salve counts attempts itself), deadline from the entry, hardened pod.
+pub fn job(req: &JobRequest<'_>, settings: &JobSettings) -> Result<Job, BuildError> {
+    let name = names::job_name(req.incident, req.attempt);
+    let mut pod_labels = labels(req);
+    pod_labels.extend(settings.pod_labels.clone());
+    let sa = req
+        .entry
+        .service_account_name
+        .clone()
+        .or_else(|| settings.default_service_account.clone());
+    let mut volumes = vec![
+        json!({"name": "params", "secret": {"secretName": name, "defaultMode": 0o400,
+            "items": [{"key": contract::EXTRAVARS_KEY, "path": contract::EXTRAVARS_KEY}]}}),
+        json!({"name": "inventory", "secret": {"secretName": settings.inventory_secret, "defaultMode": 0o400,
+            "items": [{"key": contract::INVENTORY_KEY, "path": contract::INVENTORY_KEY}]}}),
+        json!({"name": "work", "emptyDir": {"sizeLimit": "256Mi"}}),
+        json!({"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}),
+    ];
+    let mut mounts = vec![
+        json!({"name": "params", "mountPath": contract::PARAMS_DIR, "readOnly": true}),
+        json!({"name": "inventory", "mountPath": contract::INVENTORY_DIR, "readOnly": true}),
+        json!({"name": "work", "mountPath": contract::WORK_DIR}),
+        json!({"name": "tmp", "mountPath": "/tmp"}),
+    ];
+    if let Some(ssh) = &settings.ssh_secret {
+        volumes.push(
+            json!({"name": "ssh", "secret": {"secretName": ssh, "defaultMode": 0o400,
+            "items": [{"key": contract::SSH_KEY_KEY, "path": contract::SSH_KEY_KEY}]}}),
+        );
+        mounts.push(json!({"name": "ssh", "mountPath": contract::SSH_DIR, "readOnly": true}));
+    }
+    let job = json!({
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": name,
+            "namespace": req.namespace,
+            "labels": labels(req),
+            "annotations": {"salve.dev/playbook": req.entry.name, "salve.dev/dry-run": req.dry_run.to_string()},
+            "ownerReferences": [owner(req)],
+        },
+        "spec": {
+            "backoffLimit": 0,
+            "activeDeadlineSeconds": req.entry.timeout_seconds,
+            "ttlSecondsAfterFinished": 86400,
+            "template": {
+                "metadata": {"labels": pod_labels},
+                "spec": {
+                    "restartPolicy": "Never",
+                    "serviceAccountName": sa,
+                    "automountServiceAccountToken": sa.is_some(),
+                    "enableServiceLinks": false,
+                    "securityContext": {
+                        "runAsNonRoot": true,
+                        "runAsUser": contract::RUN_AS_USER,
+                        "runAsGroup": contract::RUN_AS_USER,
+                        "fsGroup": contract::RUN_AS_USER,
+                        "seccompProfile": {"type": "RuntimeDefault"},
+                    },
+                    "containers": [{
+                        "name": "runner",
+                        "image": settings.image,
+                        "command": [contract::COMMAND],
+                        "env": [
+                            {"name": contract::ENV_PLAYBOOK, "value": req.entry.playbook},
+                            {"name": contract::ENV_CHECK, "value": req.dry_run.to_string()},
+                            {"name": contract::ENV_INCIDENT, "value": req.incident},
+                            {"name": contract::ENV_ATTEMPT, "value": req.attempt.to_string()},
+                        ],
+                        "volumeMounts": mounts,
+                        "resources": {
+                            "requests": {"cpu": "100m", "memory": "128Mi"},
+                            "limits": {"memory": "512Mi"},
+                        },
+                        "securityContext": {
+                            "allowPrivilegeEscalation": false,
+                            "readOnlyRootFilesystem": true,
+                            "runAsNonRoot": true,
+                            "capabilities": {"drop": ["ALL"]},
+                        },
+                    }],
+                    "volumes": volumes,
+                },
+            },
+        },
+    });
+    Ok(serde_json::from_value(job)?)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn entry() -> CatalogEntry {
+        serde_json::from_value(json!({
+            "name": "clear_disk_space", "description": "d", "risk": "low", "playbook": "clear-disk.yml",
+            "parameters": {"type": "object"}, "match": {}, "timeoutSeconds": 300
+        }))
+        .unwrap()
+    }
+
+    fn settings() -> JobSettings {
+        JobSettings {
+            image: "ghcr.io/salve-dev/runner:0.1.0".into(),
+            inventory_secret: "salve-inventory".into(),
+            ssh_secret: Some("salve-ssh".into()),
+            pod_labels: BTreeMap::new(),
+            default_service_account: None,
+        }
+    }
+
+    #[test]
+    fn params_never_reach_argv_or_env() {
+        let e = entry();
+        let params = json!({"target_hosts": ["web-3"], "min_free_gb": 10, "evil": "$(rm -rf /)"});
+        let req = JobRequest {
+            incident: "inc-a",
+            namespace: "ops",
+            incident_uid: "u1",
+            attempt: 1,
+            dry_run: false,
+            entry: &e,
+            params: &params,
+        };
+        let j = serde_json::to_string(&job(&req, &settings()).unwrap()).unwrap();
+        assert!(!j.contains("rm -rf"), "params leaked into the Job: {j}");
+        assert!(!j.contains("web-3"));
+        let s = params_secret(&req).unwrap();
+        assert!(s.string_data.unwrap()[contract::EXTRAVARS_KEY].contains("$(rm -rf /)"));
+    }
+
+    #[test]
+    fn the_job_is_hardened_owned_and_deterministic() {
+        let e = entry();
+        let params = json!({});
+        let req = JobRequest {
+            incident: "inc-a",
+            namespace: "ops",
+            incident_uid: "u1",
+            attempt: 2,
+            dry_run: true,
+            entry: &e,
+            params: &params,
+        };
+        let j = job(&req, &settings()).unwrap();
+        assert_eq!(
+            j.metadata.name.as_deref(),
+            Some(names::job_name("inc-a", 2).as_str())
+        );
+        let spec = j.spec.as_ref().unwrap();
+        assert_eq!(spec.backoff_limit, Some(0));
+        assert_eq!(spec.active_deadline_seconds, Some(300));
+        let owner = &j.metadata.owner_references.as_ref().unwrap()[0];
+        assert_eq!(
+            (owner.kind.as_str(), owner.controller),
+            ("Incident", Some(true))
+        );
+        let pod = spec.template.spec.as_ref().unwrap();
+        let c = &pod.containers[0];
+        let sc = c.security_context.as_ref().unwrap();
+        assert_eq!(sc.read_only_root_filesystem, Some(true));
+        assert_eq!(sc.allow_privilege_escalation, Some(false));
+        assert_eq!(
+            sc.capabilities.as_ref().unwrap().drop,
+            Some(vec!["ALL".to_owned()])
+        );
+        assert_eq!(
+            pod.security_context.as_ref().unwrap().run_as_non_root,
+            Some(true)
+        );
+        let env = c.env.as_ref().unwrap();
+        assert!(
+            env.iter()
+                .any(|v| v.name == contract::ENV_CHECK && v.value.as_deref() == Some("true"))
+        );
+        let labels = j.metadata.labels.unwrap();
+        assert_eq!(labels[keys::MANAGED_BY_LABEL], "salve");
+        assert_eq!(labels[keys::INCIDENT_LABEL], "inc-a");
+    }
+
+    #[test]
+    fn non_object_params_are_refused() {
+        let e = entry();
+        let params = json!(["x"]);
+        let req = JobRequest {
+            incident: "inc-a",
+            namespace: "ops",
+            incident_uid: "u1",
+            attempt: 1,
+            dry_run: false,
+            entry: &e,
+            params: &params,
+        };
+        assert!(matches!(
+            params_secret(&req),
+            Err(BuildError::ParamsNotObject("an array"))
+        ));
+    }
+}
