@@ -28,12 +28,24 @@ enum Command {
         #[arg(long, requires = "out_dir")]
         check: bool,
     },
+    /// Run the Alertmanager webhook shim: every alert becomes exactly one Incident.
+    Webhook(Box<salve_webhook::Config>),
 }
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Crd { out_dir, check } => crd(out_dir, check),
+        Command::Webhook(config) => webhook(*config),
     }
+}
+
+fn webhook(config: salve_webhook::Config) -> anyhow::Result<()> {
+    salve_webhook::logging::init();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(salve_webhook::run(config))?;
+    Ok(())
 }
 
 fn crd(out_dir: Option<PathBuf>, check: bool) -> anyhow::Result<()> {
