@@ -56,3 +56,7 @@ cluster-down: ## Stop the local control plane (no process left behind)
 .PHONY: cluster-status
 cluster-status: ## Show each control-plane component, with the log of any that crashed
 	tests/cluster/status.sh
+
+.PHONY: bench-decide
+bench-decide: ## Decision engine: prompt tokens for 10/50/200-entry catalogs, rules-path decide p50/p99
+	$(CARGO) bench -p salve-decide --bench decide

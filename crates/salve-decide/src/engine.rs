@@ -42,9 +42,13 @@ use crate::validate::{Refusal, RefusalCode, Verdict, parse_answer, validate_answ
 pub const MAX_RAW_ANSWER: usize = 4096;
 /// Longest reasoning and validation text kept in the decision.
 const MAX_TEXT: usize = 2048;
+/// Longest model name and endpoint host kept (the Incident CRD's limit).
+const MAX_NAME: usize = 253;
 /// `Decision.validation` of an accepted decision.
 pub const VALID: &str = "valid";
 
+/// How the reasoning of a rules fallback starts.
+const RULES_FALLBACK_PREFIX: &str = "rules fallback";
 /// Reason: the rules decided because the LLM could not be used.
 pub const RULES_FALLBACK: &str = "RulesFallback";
 /// Reason: escalated because the LLM failed and the rules could not decide.
@@ -136,6 +140,44 @@ impl OutcomeKind {
             OutcomeKind::LlmDisabled => LLM_DISABLED,
             OutcomeKind::OverBudget => TOKEN_BUDGET_EXCEEDED,
             OutcomeKind::PromptTooLarge => PROMPT_TOO_LARGE,
+        }
+    }
+
+    /// Every kind.
+    pub const ALL: [OutcomeKind; 10] = [
+        OutcomeKind::RulesMatched,
+        OutcomeKind::RulesFallback,
+        OutcomeKind::LlmSelected,
+        OutcomeKind::LlmEscalated,
+        OutcomeKind::InvalidDecision,
+        OutcomeKind::NoCandidate,
+        OutcomeKind::LlmUnavailable,
+        OutcomeKind::LlmDisabled,
+        OutcomeKind::OverBudget,
+        OutcomeKind::PromptTooLarge,
+    ];
+
+    /// The kind of a stored decision (e.g. read back from an Incident's status). Decisions
+    /// are self-describing: a refused or escalated one has `validation` = `Reason: detail`
+    /// with the kind's [`reason`](Self::reason) first; a rules fallback's reasoning starts with
+    /// `rules fallback`.
+    pub fn of(decision: &Decision) -> OutcomeKind {
+        match (&decision.playbook, decision.source) {
+            (Some(_), DecisionSource::Rules)
+                if decision.reasoning.starts_with(RULES_FALLBACK_PREFIX) =>
+            {
+                OutcomeKind::RulesFallback
+            }
+            (Some(_), DecisionSource::Rules) => OutcomeKind::RulesMatched,
+            (Some(_), DecisionSource::Llm) => OutcomeKind::LlmSelected,
+            (None, _) if decision.validation == VALID => OutcomeKind::LlmEscalated,
+            (None, _) => {
+                let head = decision.validation.split(':').next().unwrap_or_default();
+                OutcomeKind::ALL
+                    .into_iter()
+                    .find(|k| k.escalates() && k.reason() == head)
+                    .unwrap_or(OutcomeKind::InvalidDecision)
+            }
         }
     }
 
@@ -277,7 +319,7 @@ impl DecisionEngine {
             match rules::fallback(&candidates, alert) {
                 Some(choice) => {
                     let reasoning = format!(
-                        "rules fallback ({}: {why}): {} is the only candidate whose paramsFromLabels fill every required param",
+                        "{RULES_FALLBACK_PREFIX} ({}: {why}): {} is the only candidate whose paramsFromLabels fill every required param",
                         kind.reason(),
                         choice.entry.name()
                     );
@@ -303,8 +345,8 @@ impl DecisionEngine {
         let prompt = build_prompt(alert, &candidates, &self.redactor, &self.config.prompt);
         let schema = answer_schema(&candidates);
         let mut audit = Audit {
-            model: Some(llm.model().to_owned()),
-            endpoint: Some(llm.endpoint_host().to_owned()),
+            model: Some(truncate(llm.model(), MAX_NAME)),
+            endpoint: Some(truncate(llm.endpoint_host(), MAX_NAME)),
             prompt_hash: Some(prompt.hash()),
             ..Audit::default()
         };
@@ -374,7 +416,11 @@ impl DecisionEngine {
             completion.prompt_tokens.map_or(0, u64::from),
             completion.completion_tokens.map_or(0, u64::from),
         );
-        audit.model = completion.model.clone().or(audit.model);
+        audit.model = completion
+            .model
+            .as_deref()
+            .map(|m| truncate(m, MAX_NAME))
+            .or(audit.model);
         audit.prompt_tokens = completion.prompt_tokens;
         audit.completion_tokens = completion.completion_tokens;
         audit.raw_answer = completion
@@ -412,7 +458,8 @@ impl DecisionEngine {
                 self.metrics.invalid_answer(refusal.code.as_str());
                 tracing::warn!(code = refusal.code.as_str(), "LLM answer refused");
                 let mut d = base_decision(DecisionSource::Llm, audit, now);
-                let text = truncate(&self.redactor.redact(&refusal.to_string()), MAX_TEXT);
+                let text = format!("{}: {refusal}", OutcomeKind::InvalidDecision.reason());
+                let text = truncate(&self.redactor.redact(&text), MAX_TEXT);
                 d.reasoning = format!(
                     "escalated: the LLM's answer was refused ({})",
                     refusal.code.as_str()
@@ -504,4 +551,88 @@ fn escalate(
     d.reasoning = truncate(&format!("escalated: {why}"), MAX_TEXT);
     d.validation = truncate(&format!("{}: {why}", kind.reason()), MAX_TEXT);
     Outcome { decision: d, kind }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stored(
+        playbook: Option<&str>,
+        source: DecisionSource,
+        reasoning: &str,
+        validation: &str,
+    ) -> Decision {
+        let mut d = base_decision(source, Audit::default(), Timestamp::UNIX_EPOCH);
+        d.playbook = playbook.map(str::to_owned);
+        d.reasoning = reasoning.to_owned();
+        d.validation = validation.to_owned();
+        d
+    }
+
+    #[test]
+    fn a_stored_decision_tells_its_own_kind() {
+        use DecisionSource::{Llm, Rules};
+        let cases = [
+            (
+                stored(Some("a"), Rules, "rules: a is the only candidate", VALID),
+                OutcomeKind::RulesMatched,
+            ),
+            (
+                stored(
+                    Some("a"),
+                    Rules,
+                    "rules fallback (LlmUnavailable: x): a",
+                    VALID,
+                ),
+                OutcomeKind::RulesFallback,
+            ),
+            (
+                stored(Some("a"), Llm, "why", VALID),
+                OutcomeKind::LlmSelected,
+            ),
+            (
+                stored(None, Llm, "unsure", VALID),
+                OutcomeKind::LlmEscalated,
+            ),
+            (
+                stored(None, Llm, "", "InvalidDecision: UnknownPlaybook: \"x\""),
+                OutcomeKind::InvalidDecision,
+            ),
+            (
+                stored(None, Rules, "", "NoCandidate: no valid catalog entry"),
+                OutcomeKind::NoCandidate,
+            ),
+            (
+                stored(None, Llm, "", "LlmUnavailable: the LLM call failed"),
+                OutcomeKind::LlmUnavailable,
+            ),
+            (
+                stored(None, Rules, "", "LlmDisabled: no LLM"),
+                OutcomeKind::LlmDisabled,
+            ),
+            (
+                stored(None, Rules, "", "TokenBudgetExceeded: spent"),
+                OutcomeKind::OverBudget,
+            ),
+            (
+                stored(None, Rules, "", "PromptTooLarge: 9000 tokens"),
+                OutcomeKind::PromptTooLarge,
+            ),
+            (
+                stored(None, Llm, "", "something unexpected"),
+                OutcomeKind::InvalidDecision,
+            ),
+        ];
+        for (d, kind) in cases {
+            assert_eq!(OutcomeKind::of(&d), kind, "{d:?}");
+        }
+    }
+
+    #[test]
+    fn every_escalating_kind_has_a_distinct_reason() {
+        let reasons: std::collections::BTreeSet<&str> =
+            OutcomeKind::ALL.iter().map(|k| k.reason()).collect();
+        assert_eq!(reasons.len(), OutcomeKind::ALL.len());
+    }
 }

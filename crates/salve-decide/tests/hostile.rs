@@ -6,6 +6,8 @@
 //! engine: the real async-openai client, a scripted server on loopback, validation.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::OnceLock;
 
 use k8s_openapi::jiff::Timestamp;
 use prometheus_client::registry::Registry;
@@ -95,6 +97,20 @@ fn postgres_alert(description: &str) -> AlertSnapshot {
     )
 }
 
+/// The API server's schema for `Incident.status.decision`, from the generated CRD: every
+/// decision must be storable as is.
+fn crd_decision_schema() -> &'static jsonschema::Validator {
+    static SCHEMA: OnceLock<jsonschema::Validator> = OnceLock::new();
+    SCHEMA.get_or_init(|| {
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../crds/incidents.salve.dev.yaml");
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let crd: Value = serde_yaml::from_str(&text).expect("CRD YAML");
+        let schema = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"]["decision"];
+        assert!(schema.is_object(), "no decision schema in {}", path.display());
+        jsonschema::validator_for(schema).expect("decision schema compiles")
+    })
+}
+
 /// The invariant: a decision either escalates or names a candidate with params that validate
 /// against that entry's schema, with the entry's own risk and catalog.
 fn assert_inside_the_catalog(
@@ -103,6 +119,15 @@ fn assert_inside_the_catalog(
     a: &AlertSnapshot,
     context: &str,
 ) {
+    let stored = serde_json::to_value(d).expect("decision serializes");
+    let errors: Vec<String> = crd_decision_schema()
+        .iter_errors(&stored)
+        .map(|e| e.to_string())
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "{context}: the API server would refuse this decision: {errors:?}"
+    );
     let candidates = report.candidates(a);
     let Some(name) = d.playbook.as_deref() else {
         assert!(
@@ -185,6 +210,7 @@ async fn no_hostile_alert_and_no_adversarial_answer_leaves_the_catalog() {
             let out = engine.decide_with(&a, &report, now()).await;
             let context = format!("{label} × answer {i}");
             assert_inside_the_catalog(&out.decision, &report, &a, &context);
+            assert_eq!(OutcomeKind::of(&out.decision), out.kind, "{context}");
             if out.decision.playbook.is_some() {
                 assert_eq!(out.kind, OutcomeKind::LlmSelected, "{context}");
             }
@@ -304,4 +330,19 @@ async fn a_high_risk_choice_only_ever_yields_a_high_risk_decision() {
     let out = engine.decide_with(&a, &report, now()).await;
     assert_eq!(out.kind, OutcomeKind::InvalidDecision);
     assert_eq!(out.decision.risk, None);
+}
+
+#[test]
+fn the_crd_check_above_does_refuse_oversized_fields() {
+    let stored = json!({
+        "source": "llm",
+        "decidedAt": "2026-11-28T00:12:00Z",
+        "reasoning": "x".repeat(2049),
+        "playbook": "p".repeat(64),
+    });
+    let errors: Vec<String> = crd_decision_schema()
+        .iter_errors(&stored)
+        .map(|e| e.to_string())
+        .collect();
+    assert_eq!(errors.len(), 2, "{errors:?}");
 }

@@ -84,7 +84,13 @@ fn postgres_alert() -> AlertSnapshot {
 }
 
 async fn decide(engine: &DecisionEngine, a: &AlertSnapshot) -> Outcome {
-    engine.decide_with(a, &report(), now()).await
+    let out = engine.decide_with(a, &report(), now()).await;
+    assert_eq!(
+        OutcomeKind::of(&out.decision),
+        out.kind,
+        "a stored decision tells its own kind"
+    );
+    out
 }
 
 fn metrics_text(registry: &Registry) -> String {
@@ -214,7 +220,7 @@ async fn an_unknown_playbook_escalates_naming_the_candidates() {
     .await;
     assert_eq!(
         out.decision.validation,
-        "UnknownPlaybook: \"failover_database\" is not a candidate for this alert (candidates: scale_pods, or escalate)"
+        "InvalidDecision: UnknownPlaybook: \"failover_database\" is not a candidate for this alert (candidates: scale_pods, or escalate)"
     );
     assert!(
         metrics_text(&registry)
@@ -232,7 +238,7 @@ async fn params_violating_the_schema_escalate_with_the_jsonschema_error() {
     .await;
     assert_eq!(
         out.decision.validation,
-        "InvalidParams: params for scale_pods do not match its schema: /replicas: 500 is greater than the maximum of 50"
+        "InvalidDecision: InvalidParams: params for scale_pods do not match its schema: /replicas: 500 is greater than the maximum of 50"
     );
 }
 
@@ -247,7 +253,7 @@ async fn a_target_unrelated_to_the_alert_escalates() {
     assert!(
         out.decision
             .validation
-            .starts_with("TargetNotRelated: target param \"deployment\" = \"payments\" is neither"),
+            .starts_with("InvalidDecision: TargetNotRelated: target param \"deployment\" = \"payments\" is neither"),
         "{}",
         out.decision.validation
     );
@@ -262,7 +268,7 @@ async fn malformed_json_escalates() {
     assert!(
         out.decision
             .validation
-            .starts_with("MalformedAnswer: the answer is not JSON ("),
+            .starts_with("InvalidDecision: MalformedAnswer: the answer is not JSON ("),
         "{}",
         out.decision.validation
     );
@@ -276,7 +282,7 @@ async fn prose_instead_of_json_escalates() {
     .await;
     assert!(
         out.decision.validation.starts_with(
-            "MalformedAnswer: the answer is not JSON (expected value at line 1 column 1)"
+            "InvalidDecision: MalformedAnswer: the answer is not JSON (expected value at line 1 column 1)"
         ),
         "{}",
         out.decision.validation
@@ -294,7 +300,7 @@ async fn an_oversized_answer_escalates_and_is_stored_truncated() {
     assert_eq!(
         out.decision.validation,
         format!(
-            "OversizedAnswer: answer is {} bytes; at most 16384 are accepted",
+            "InvalidDecision: OversizedAnswer: answer is {} bytes; at most 16384 are accepted",
             huge.len()
         )
     );
@@ -307,7 +313,7 @@ async fn empty_choices_escalate() {
     let (out, _) = refused(Reply::NoChoices).await;
     assert_eq!(
         out.decision.validation,
-        "EmptyAnswer: the response has no choices"
+        "InvalidDecision: EmptyAnswer: the response has no choices"
     );
 }
 
@@ -316,7 +322,7 @@ async fn a_model_refusal_escalates() {
     let (out, _) = refused(Reply::Refusal("I can't help with that.".into())).await;
     assert_eq!(
         out.decision.validation,
-        "ModelRefused: the model refused: \"I can't help with that.\""
+        "InvalidDecision: ModelRefused: the model refused: \"I can't help with that.\""
     );
 }
 
@@ -327,9 +333,9 @@ async fn an_answer_cut_by_max_tokens_says_so() {
     )
     .await;
     assert!(
-        out.decision
-            .validation
-            .starts_with("TruncatedAnswer: the model hit max_tokens and the answer is not JSON"),
+        out.decision.validation.starts_with(
+            "InvalidDecision: TruncatedAnswer: the model hit max_tokens and the answer is not JSON"
+        ),
         "{}",
         out.decision.validation
     );
@@ -344,7 +350,7 @@ async fn extra_fields_such_as_a_command_or_a_risk_escalate() {
     .await;
     assert_eq!(
         out.decision.validation,
-        "UnexpectedField: the answer sets \"command\", \"risk\"; only playbook, params and reasoning are allowed"
+        "InvalidDecision: UnexpectedField: the answer sets \"command\", \"risk\"; only playbook, params and reasoning are allowed"
     );
 }
 
