@@ -220,7 +220,11 @@ fn bound_pairs(
             "{what}: {} pair(s) dropped past the limit of {MAX_ALERT_PAIRS} ({}{})",
             dropped.len(),
             shown.join(", "),
-            if dropped.len() > shown.len() { ", …" } else { "" }
+            if dropped.len() > shown.len() {
+                ", …"
+            } else {
+                ""
+            }
         ));
     }
     if long_keys > 0 {

@@ -63,11 +63,19 @@ pub struct Config {
     pub api_concurrency: usize,
 
     /// A request that has not persisted everything after this many seconds is answered 503.
-    #[arg(long, env = "SALVE_WEBHOOK_REQUEST_TIMEOUT_SECONDS", default_value_t = 10)]
+    #[arg(
+        long,
+        env = "SALVE_WEBHOOK_REQUEST_TIMEOUT_SECONDS",
+        default_value_t = 10
+    )]
     pub request_timeout_seconds: u64,
 
     /// On SIGTERM, how long in-flight requests may take to finish, in seconds.
-    #[arg(long, env = "SALVE_WEBHOOK_SHUTDOWN_GRACE_SECONDS", default_value_t = 25)]
+    #[arg(
+        long,
+        env = "SALVE_WEBHOOK_SHUTDOWN_GRACE_SECONDS",
+        default_value_t = 25
+    )]
     pub shutdown_grace_seconds: u64,
 
     /// Seconds a `/readyz` answer is reused before the API server is asked again.
@@ -124,7 +132,10 @@ impl Config {
             ("max-alerts", self.max_alerts),
             ("cache-size", self.cache_size),
             ("api-concurrency", self.api_concurrency),
-            ("request-timeout-seconds", self.request_timeout_seconds as usize),
+            (
+                "request-timeout-seconds",
+                self.request_timeout_seconds as usize,
+            ),
         ] {
             if v == 0 {
                 return Err(ConfigError::Zero(name));
@@ -165,13 +176,7 @@ mod tests {
 
     #[test]
     fn tls_needs_both_cert_and_key() {
-        let r = Config::try_parse_from([
-            "x",
-            "--token-file",
-            "t",
-            "--tls-cert",
-            "c.pem",
-        ]);
+        let r = Config::try_parse_from(["x", "--token-file", "t", "--tls-cert", "c.pem"]);
         assert!(r.is_err());
     }
 

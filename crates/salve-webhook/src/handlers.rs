@@ -293,9 +293,7 @@ async fn persist_all(
         match r {
             Ok(Done::Fired(Persisted::Created)) => summary.created += 1,
             Ok(Done::Fired(Persisted::Conflict | Persisted::Cached)) => summary.duplicates += 1,
-            Ok(Done::Resolved(Resolved::Marked | Resolved::AlreadyMarked)) => {
-                summary.resolved += 1
-            }
+            Ok(Done::Resolved(Resolved::Marked | Resolved::AlreadyMarked)) => summary.resolved += 1,
             Ok(Done::Resolved(Resolved::Unknown)) => summary.resolved_unknown += 1,
             Err(e) => {
                 if first_error.is_none() {
@@ -359,7 +357,10 @@ async fn recover_truncated(
         );
         return Ok(());
     };
-    let fetched = match am.group_alerts(&payload.receiver, &payload.group_labels).await {
+    let fetched = match am
+        .group_alerts(&payload.receiver, &payload.group_labels)
+        .await
+    {
         Ok(f) => f,
         Err(e) => {
             Metrics::inc_outcome(&st.metrics.truncated_groups, "failed");

@@ -87,7 +87,11 @@ impl RunningServer {
 
     /// Its base URL (`http://127.0.0.1:PORT` or `https://...`).
     pub fn url(&self) -> String {
-        format!("{}://{}", if self.tls { "https" } else { "http" }, self.addr)
+        format!(
+            "{}://{}",
+            if self.tls { "https" } else { "http" },
+            self.addr
+        )
     }
 
     /// Its metrics.

@@ -14,6 +14,9 @@ use salve_webhook::build::{self, GroupContext, TRUNCATION_NOTE};
 use salve_webhook::payload::{self, Status};
 use serde_json::{Value, json};
 
+/// An expected message and the mutation that provokes it.
+type Case = (&'static str, fn(&mut Value));
+
 fn group(p: &payload::Payload) -> GroupContext {
     GroupContext {
         receiver: p.receiver.clone(),
@@ -98,10 +101,7 @@ fn a_firing_alert_becomes_an_incident_carrying_the_whole_alert() {
         s.alert.generator_url.as_deref(),
         Some("http://prometheus.monitoring.svc:9090/graph?g0.expr=vector%281%29&g0.tab=1")
     );
-    assert_eq!(
-        s.alert.starts_at.0.to_string(),
-        "2026-11-28T00:11:26.568Z"
-    );
+    assert_eq!(s.alert.starts_at.0.to_string(), "2026-11-28T00:11:26.568Z");
     assert!(!s.dry_run);
 }
 
@@ -180,7 +180,10 @@ fn the_group_query_filters_on_receiver_and_every_group_label() {
     let u = alertmanager::groups_url(&base, "team.a", &labels);
     assert_eq!(u.path(), "/prefix/api/v2/alerts/groups");
     let q: Vec<(String, String)> = u.query_pairs().into_owned().collect();
-    assert!(q.contains(&("receiver".into(), "^(?:team\\.a)$".into())), "{q:?}");
+    assert!(
+        q.contains(&("receiver".into(), "^(?:team\\.a)$".into())),
+        "{q:?}"
+    );
     assert!(q.contains(&("filter".into(), "alertname=\"Disk \\\"full\\\"\"".into())));
     assert!(q.contains(&("filter".into(), "instance=\"db-1:9100\"".into())));
     assert!(q.contains(&("silenced".into(), "false".into())));
@@ -194,7 +197,10 @@ fn the_captured_group_list_parses_and_only_the_exact_group_is_kept() {
     let only_name = BTreeMap::from([("alertname".to_owned(), "HostOutOfMemory".to_owned())]);
     assert!(alertmanager::select_group(groups.clone(), "salve", &only_name).is_empty());
     let k8s = BTreeMap::from([("alertname".to_owned(), "KubePodCrashLooping".to_owned())]);
-    assert_eq!(alertmanager::select_group(groups.clone(), "salve", &k8s).len(), 1);
+    assert_eq!(
+        alertmanager::select_group(groups.clone(), "salve", &k8s).len(),
+        1
+    );
     assert!(alertmanager::select_group(groups, "other", &k8s).is_empty());
 }
 
@@ -207,7 +213,10 @@ fn invalid_json_is_refused_as_invalid_json() {
     let mut trailing = fixture("webhook-firing-single.json");
     trailing.extend_from_slice(b" {}");
     let msg = invalid(&trailing);
-    assert!(msg.starts_with("invalid JSON: trailing characters"), "{msg}");
+    assert!(
+        msg.starts_with("invalid JSON: trailing characters"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -236,9 +245,12 @@ fn a_missing_alertname_is_refused_with_its_path() {
 
 #[test]
 fn missing_fields_are_refused_with_their_path() {
-    let cases: [(&str, fn(&mut Value)); 5] = [
+    let cases: [Case; 5] = [
         ("alerts[1].fingerprint missing", |v| {
-            v["alerts"][1].as_object_mut().unwrap().remove("fingerprint");
+            v["alerts"][1]
+                .as_object_mut()
+                .unwrap()
+                .remove("fingerprint");
         }),
         ("alerts[2].startsAt missing", |v| {
             v["alerts"][2].as_object_mut().unwrap().remove("startsAt");
@@ -261,22 +273,26 @@ fn missing_fields_are_refused_with_their_path() {
 
 #[test]
 fn mistyped_fields_are_refused_with_their_path_and_the_expected_type() {
-    let cases: [(&str, fn(&mut Value)); 6] = [
-        ("truncatedAlerts: invalid type: string \"2\", expected u64", |v| {
-            v["truncatedAlerts"] = json!("2")
-        }),
-        ("alerts[1].labels.severity: invalid type: integer `3`, expected a string", |v| {
-            v["alerts"][1]["labels"]["severity"] = json!(3)
-        }),
-        ("alerts[0].status: unknown variant `exploded`, expected `firing` or `resolved`", |v| {
-            v["alerts"][0]["status"] = json!("exploded")
-        }),
+    let cases: [Case; 6] = [
+        (
+            "truncatedAlerts: invalid type: string \"2\", expected u64",
+            |v| v["truncatedAlerts"] = json!("2"),
+        ),
+        (
+            "alerts[1].labels.severity: invalid type: integer `3`, expected a string",
+            |v| v["alerts"][1]["labels"]["severity"] = json!(3),
+        ),
+        (
+            "alerts[0].status: unknown variant `exploded`, expected `firing` or `resolved`",
+            |v| v["alerts"][0]["status"] = json!("exploded"),
+        ),
         ("alerts: invalid type: map, expected a sequence", |v| {
             v["alerts"] = json!({})
         }),
-        ("alerts[2].annotations: invalid type: string \"x\", expected a map", |v| {
-            v["alerts"][2]["annotations"] = json!("x")
-        }),
+        (
+            "alerts[2].annotations: invalid type: string \"x\", expected a map",
+            |v| v["alerts"][2]["annotations"] = json!("x"),
+        ),
         ("receiver: invalid type: null, expected a string", |v| {
             v["receiver"] = Value::Null
         }),
@@ -350,22 +366,43 @@ fn an_oversized_alert_is_bounded_to_fit_an_incident_and_the_cuts_are_noted() {
     let inc = build::incident(&c, &ctx, "salve");
     let s = &inc.spec;
     assert_eq!(s.alert.labels.len(), MAX_ALERT_PAIRS);
-    assert!(s.alert.labels.contains_key("alertname"), "alertname is always kept");
+    assert!(
+        s.alert.labels.contains_key("alertname"),
+        "alertname is always kept"
+    );
     assert!(s.alert.labels.keys().all(|k| k.len() <= build::MAX_KEY));
     for v in s.alert.labels.values() {
         assert!(v.chars().count() <= 1100, "{}", v.len());
         assert!(v.len() <= MAX_LABEL_VALUE + 40);
     }
     let d = &s.alert.annotations["description"];
-    assert!(d.ends_with(&format!("…[truncated {} bytes]", 200_000 - MAX_ANNOTATION_VALUE)), "{}", &d[d.len() - 40..]);
+    assert!(
+        d.ends_with(&format!(
+            "…[truncated {} bytes]",
+            200_000 - MAX_ANNOTATION_VALUE
+        )),
+        "{}",
+        &d[d.len() - 40..]
+    );
     assert!(d.chars().count() <= 4200);
     assert!(s.alert.name.len() <= 253 && s.alert.name.contains("…[truncated "));
     assert!(s.alert.generator_url.as_ref().unwrap().len() <= 4096);
     assert!(s.group_key.len() <= 1024 && s.group_key.ends_with("bytes]"));
     let label = &inc.metadata.labels.as_ref().unwrap()[keys::ALERTNAME_LABEL];
-    assert!(label.len() <= 63 && label.starts_with("Disk_Full_"), "{label}");
+    assert!(
+        label.len() <= 63 && label.starts_with("Disk_Full_"),
+        "{label}"
+    );
     let note = &inc.metadata.annotations.as_ref().unwrap()[TRUNCATION_NOTE];
-    for want in ["labels:", "pair(s) dropped", "annotations: 1 value(s) truncated", "alertname truncated", "generatorURL truncated", "groupKey truncated", "longer than 253"] {
+    for want in [
+        "labels:",
+        "pair(s) dropped",
+        "annotations: 1 value(s) truncated",
+        "alertname truncated",
+        "generatorURL truncated",
+        "groupKey truncated",
+        "longer than 253",
+    ] {
         assert!(note.contains(want), "{want:?} not in {note}");
     }
     let size = serde_json::to_vec(&inc).unwrap().len();

@@ -47,7 +47,11 @@ pub fn webhook_fixtures() -> Vec<(String, Vec<u8>)> {
         })
         .collect();
     v.sort();
-    assert!(v.len() >= 7, "expected the 7 webhook captures, found {}", v.len());
+    assert!(
+        v.len() >= 7,
+        "expected the 7 webhook captures, found {}",
+        v.len()
+    );
     v
 }
 
