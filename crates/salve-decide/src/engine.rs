@@ -29,7 +29,7 @@ use tracing::instrument;
 
 use crate::budget::TokenBudget;
 use crate::hygiene::{CatalogReport, check_catalogs};
-use crate::llm::{Completion, LlmClient, LlmConfig, LlmConfigError};
+use crate::llm::{Completion, LlmClient, LlmConfig, LlmConfigError, LlmError};
 use crate::metrics::Metrics;
 use crate::prompt::{PromptLimits, build_prompt};
 use crate::redact::{RedactionConfig, RedactionError, Redactor};
@@ -396,8 +396,20 @@ impl DecisionEngine {
                     (Some(p), Some(c)) => u64::from(p) + u64::from(c),
                     _ => worst_case,
                 },
-                // A failed call may still have been billed; keep the worst case.
-                Err(_) => worst_case,
+                // Nothing was processed when no request got through or the server refused it
+                // outright; a timeout or a garbled answer may still have been billed.
+                Err(
+                    LlmError::ApiKey(_)
+                    | LlmError::Saturated(_)
+                    | LlmError::Connect(_)
+                    | LlmError::Http { .. },
+                ) => 0,
+                Err(
+                    LlmError::Timeout(_)
+                    | LlmError::Deadline(_)
+                    | LlmError::Transport(_)
+                    | LlmError::Protocol(_),
+                ) => worst_case,
             };
             let mut b = budget.lock().unwrap_or_else(|e| e.into_inner());
             b.settle(reservation, actual, now);

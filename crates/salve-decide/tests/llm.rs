@@ -839,3 +839,39 @@ fn an_invalid_configuration_is_refused_up_front() {
     };
     assert!(DecisionEngine::new(bad_pattern, &mut registry).is_err());
 }
+
+#[tokio::test]
+async fn failed_calls_are_charged_to_the_budget_only_when_the_model_may_have_worked() {
+    let server = ScriptedLlm::start().await.expect("server");
+    for _ in 0..3 {
+        server.push(Reply::status(503, "overloaded"));
+    }
+    server.push(Reply::escalate("late").after(Duration::from_secs(3)));
+    let mut cfg = slow_config(&server);
+    cfg.daily_token_budget = Some(100_000);
+    let (engine, registry) = engine(cfg);
+    assert_eq!(
+        decide(&engine, &postgres_alert()).await.kind,
+        OutcomeKind::RulesFallback
+    );
+    assert!(
+        metrics_text(&registry).contains("salve_decide_budget_used_tokens 0"),
+        "{}",
+        metrics_text(&registry)
+    );
+    // A timeout may have been billed: the reserved worst case stays charged.
+    assert_eq!(
+        decide(&engine, &postgres_alert()).await.kind,
+        OutcomeKind::RulesFallback
+    );
+    let metrics = metrics_text(&registry);
+    let used: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("salve_decide_budget_used_tokens "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("budget gauge");
+    assert!(
+        used > 256,
+        "worst case = prompt estimate + max_tokens, got {used}"
+    );
+}
