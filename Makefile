@@ -60,3 +60,12 @@ cluster-status: ## Show each control-plane component, with the log of any that c
 .PHONY: bench-decide
 bench-decide: ## Decision engine: prompt tokens for 10/50/200-entry catalogs, rules-path decide p50/p99
 	$(CARGO) bench -p salve-decide --bench decide
+
+# ------------------------------------------------------------------ playbooks and runner image
+.PHONY: test-ansible
+test-ansible: ## Run the playbooks with real Ansible (lint, catalog schemas, real runs through salve-run)
+	tests/ansible/run.sh
+
+.PHONY: lint-ansible
+lint-ansible: ## Lint playbooks (syntax-check, ansible-lint production), Dockerfiles (hadolint) and scripts (shellcheck)
+	SALVE_ANSIBLE_CLUSTER=0 tests/ansible/run.sh -q test_static.py
