@@ -17,7 +17,7 @@
 //! Risk, catalog and playbook always come from the catalog entry. Every path returns a
 //! decision; none panics.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -25,6 +25,7 @@ use k8s_openapi::jiff::Timestamp;
 use prometheus_client::registry::Registry;
 use salve_api::conditions::reasons;
 use salve_api::{AlertSnapshot, Decision, DecisionSource, PlaybookCatalog};
+use sha2::{Digest, Sha256};
 use tracing::instrument;
 
 use crate::budget::TokenBudget;
@@ -225,6 +226,7 @@ pub struct DecisionEngine {
     llm: Option<LlmClient>,
     budget: Option<Mutex<TokenBudget>>,
     metrics: Metrics,
+    reports: Mutex<Option<(Vec<u8>, Arc<CatalogReport>)>>,
 }
 
 impl std::fmt::Debug for DecisionEngine {
@@ -249,16 +251,34 @@ impl DecisionEngine {
             redactor,
             llm,
             budget,
+            reports: Mutex::new(None),
         })
     }
 
-    /// Decides for `alert` given all catalogs (checked on the spot; see [`Self::decide_with`] to
-    /// reuse a [`CatalogReport`]).
+    /// Decides for `alert` given all catalogs, now. The catalogs are checked once per distinct
+    /// content (a fingerprint of names and specs), so repeated calls with unchanged catalogs
+    /// skip compiling schemas; [`Self::decide_with`] takes a [`CatalogReport`] directly.
     pub async fn decide(&self, alert: &AlertSnapshot, catalogs: &[PlaybookCatalog]) -> Decision {
-        let report = check_catalogs(catalogs);
+        let report = self.report_for(catalogs);
         self.decide_with(alert, &report, Timestamp::now())
             .await
             .decision
+    }
+
+    /// The [`CatalogReport`] for `catalogs`, from the cache when their content is unchanged.
+    pub fn report_for(&self, catalogs: &[PlaybookCatalog]) -> Arc<CatalogReport> {
+        let Some(key) = fingerprint(catalogs) else {
+            return Arc::new(check_catalogs(catalogs));
+        };
+        let mut cache = self.reports.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((cached, report)) = cache.as_ref()
+            && *cached == key
+        {
+            return report.clone();
+        }
+        let report = Arc::new(check_catalogs(catalogs));
+        *cache = Some((key, report.clone()));
+        report
     }
 
     /// Decides for `alert` from an already checked `report`, at time `now`.
@@ -516,6 +536,20 @@ impl DecisionEngine {
     }
 }
 
+/// SHA-256 over every catalog's namespace, name and spec; `None` if a spec does not serialize.
+fn fingerprint(catalogs: &[PlaybookCatalog]) -> Option<Vec<u8>> {
+    let mut h = Sha256::new();
+    for c in catalogs {
+        for part in [c.metadata.namespace.as_deref(), c.metadata.name.as_deref()] {
+            h.update(part.unwrap_or_default().as_bytes());
+            h.update([0u8]);
+        }
+        h.update(serde_json::to_vec(&c.spec).ok()?);
+        h.update([0u8]);
+    }
+    Some(h.finalize().to_vec())
+}
+
 fn base_decision(source: DecisionSource, audit: Audit, now: Timestamp) -> Decision {
     Decision {
         playbook: None,
@@ -639,6 +673,33 @@ mod tests {
         for (d, kind) in cases {
             assert_eq!(OutcomeKind::of(&d), kind, "{d:?}");
         }
+    }
+
+    #[test]
+    fn catalog_reports_are_reused_until_a_spec_changes() {
+        use crate::testing::demo_catalog;
+        let engine =
+            DecisionEngine::new(DecideConfig::default(), &mut Registry::default()).expect("engine");
+        let mut catalogs = vec![demo_catalog()];
+        let first = engine.report_for(&catalogs);
+        assert!(Arc::ptr_eq(&first, &engine.report_for(&catalogs)));
+        // A status change does not touch the spec: same report.
+        catalogs[0].status = Some(Default::default());
+        assert!(Arc::ptr_eq(&first, &engine.report_for(&catalogs)));
+        catalogs[0].spec.entries[0]
+            .match_
+            .alertnames
+            .push("NewAlert".into());
+        let changed = engine.report_for(&catalogs);
+        assert!(!Arc::ptr_eq(&first, &changed));
+        let names = |r: &CatalogReport| {
+            r.candidates(&crate::testing::alert("NewAlert", &[], &[]))
+                .iter()
+                .map(|e| e.name().to_owned())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(names(&changed), vec!["restart_service"]);
+        assert!(names(&first).is_empty());
     }
 
     #[test]
