@@ -37,9 +37,16 @@ if [ "$use_cluster" = auto ]; then
 fi
 if [ "$use_cluster" = 1 ]; then
   cluster_dir=$(mktemp -d "${TMPDIR:-/tmp}/salve-ansible-cluster.XXXXXX")
+  export SALVE_PYTEST_LOG="$cluster_dir/pytest.out"
   trap 'rm -rf "$cluster_dir"' EXIT
   echo "[test-ansible] with a private local control plane in $cluster_dir" >&2
-  SALVE_CLUSTER_DIR=$cluster_dir "$root/tests/with-cluster.sh" "${pytest_cmd[@]}"
+  rc=0
+  # shellcheck disable=SC2016 # expanded by the inner bash, on purpose
+  SALVE_CLUSTER_DIR=$cluster_dir "$root/tests/with-cluster.sh" \
+    bash -c '"$@" | tee "$SALVE_PYTEST_LOG"; exit "${PIPESTATUS[0]}"' pytest "${pytest_cmd[@]}" || rc=$?
+  # Stopping the control plane logs after pytest; end with pytest's summary line again.
+  grep -E '(passed|failed|errors?|skipped|deselected|no tests ran).* in [0-9.]+s( \([0-9:]+\))?( =+)?$' "$SALVE_PYTEST_LOG" | tail -n 1 || true
+  exit "$rc"
 else
   echo "[test-ansible] without a control plane: the real Kubernetes runs will skip" >&2
   "${pytest_cmd[@]}"
