@@ -61,6 +61,12 @@ cluster-status: ## Show each control-plane component, with the log of any that c
 bench-decide: ## Decision engine: prompt tokens for 10/50/200-entry catalogs, rules-path decide p50/p99
 	$(CARGO) bench -p salve-decide --bench decide
 
+# ------------------------------------------------------------------ webhook shim
+.PHONY: bench-webhook
+bench-webhook: deps build-cluster ## Webhook shim: alerts/s, p50/p99 and RSS of the release binary on a fresh local control plane
+	$(CARGO) build --release -p salve
+	tests/with-cluster.sh $(CARGO) bench -p salve-tests --bench webhook
+
 # ------------------------------------------------------------------ playbooks and runner image
 .PHONY: test-ansible
 test-ansible: ## Run the playbooks with real Ansible (lint, catalog schemas, real runs through salve-run)
