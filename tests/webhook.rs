@@ -368,7 +368,15 @@ async fn a_graceful_shutdown_lets_an_in_flight_request_finish() {
     let via_proxy = Client::try_from(admin_config(Some(proxy.addr())).await).unwrap();
     let shim = start_shim(&ns, via_proxy, None, |_| {}).await;
     let url = shim.url();
-    // Make the API server slow, so the request is still in flight when shutdown starts.
+    // A first request opens the (pooled) connection to the API server at full speed.
+    assert_eq!(
+        post_alert(&shim, &fixture("webhook-firing-k8s-pod.json"))
+            .await
+            .0,
+        200
+    );
+    // Then make the API server slow, so the next request is still in flight when shutdown
+    // starts.
     proxy.set_delay(Duration::from_millis(1500));
     let body = fixture("webhook-firing-single.json");
     let in_flight = tokio::spawn(async move {
@@ -398,5 +406,5 @@ async fn a_graceful_shutdown_lets_an_in_flight_request_finish() {
         tokio::net::TcpStream::connect(addr).await.is_err(),
         "no longer listening"
     );
-    assert_eq!(incidents(&client, &ns).await.len(), 1);
+    assert_eq!(incidents(&client, &ns).await.len(), 2);
 }

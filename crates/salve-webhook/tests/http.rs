@@ -531,3 +531,27 @@ async fn with_a_certificate_and_key_the_shim_serves_https_only() {
     assert!(plain.is_err() || plain.unwrap().status() != 200);
     server.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn the_captured_alertmanager_request_headers_pass_authentication_and_content_checks() {
+    let st = state(config());
+    let app = router(st.clone());
+    let captured = String::from_utf8(fixture("webhook-request-headers.txt")).unwrap();
+    let mut req = Request::post("/alert");
+    for line in captured.lines().filter(|l| !l.is_empty()) {
+        let (name, value) = line.split_once(": ").unwrap();
+        if name.eq_ignore_ascii_case("content-length") || name.eq_ignore_ascii_case("host") {
+            continue; // describe the captured body, not this one
+        }
+        req = req.header(name, value);
+    }
+    let (status, _, v) = send(
+        &app,
+        req.body(Body::from(fixture("webhook-firing-single.json")))
+            .unwrap(),
+    )
+    .await;
+    // Past authentication and every input check: only the (absent) API server is missing.
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{v}");
+    assert_eq!(st.metrics.received("firing"), 1);
+}
