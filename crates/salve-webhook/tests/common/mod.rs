@@ -20,7 +20,12 @@ pub fn fixtures_dir() -> PathBuf {
     if let Some(d) = std::env::var_os("SALVE_FIXTURES_DIR") {
         return PathBuf::from(d);
     }
-    let d = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/alertmanager");
+    // Read at run time (cargo sets it for tests too), so a binary built in another checkout
+    // still finds this checkout's neighbour.
+    let manifest = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    let d = manifest.join("../../../shared/fixtures/alertmanager");
     assert!(
         d.join("README.md").exists(),
         "Alertmanager captures not found at {} (set SALVE_FIXTURES_DIR)",
