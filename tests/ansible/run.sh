@@ -21,7 +21,7 @@ export ANSIBLE_NOCOLOR=1 PYTHONDONTWRITEBYTECODE=1
 cluster_built() {
   # shellcheck source=tests/cluster/versions.env
   source "$root/tests/cluster/versions.env"
-  local bin=${SALVE_CACHE:-$HOME/.cache/salve}/bin c
+  local bin=${SALVE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/salve}/bin c  # as tests/cluster/build.sh
   for c in "etcd-$ETCD_VERSION" "kube-apiserver-$K8S_VERSION" "kube-controller-manager-$K8S_VERSION" \
            "kube-scheduler-$K8S_VERSION" "kubectl-$K8S_VERSION" "kwok-$KWOK_VERSION"; do
     [ -x "$bin/$c" ] || return 1
