@@ -4,6 +4,7 @@
 //! in here, and applies what comes back.
 #![forbid(unsafe_code)]
 
+pub mod conditions;
 pub mod job;
 pub mod machine;
 

@@ -353,7 +353,7 @@ pub fn next(
                             (r::LLM_SELECTED, format!("LLM chose {p}"))
                         }
                         (None, _) => (
-                            r::INVALID_DECISION,
+                            escalate_reason(d),
                             format!("decided to escalate: {}", d.validation),
                         ),
                     };
@@ -380,12 +380,7 @@ pub fn next(
                 } else {
                     decision.validation.clone()
                 };
-                let reason = if decision.validation.starts_with("no candidate") {
-                    r::NO_CANDIDATE
-                } else {
-                    r::LLM_ESCALATED
-                };
-                return escalate(s, reason, why).done();
+                return escalate(s, escalate_reason(&decision), why).done();
             };
             let Some(entry) = entry else {
                 return escalate(
@@ -722,6 +717,21 @@ pub fn next(
         }
 
         Phase::Resolved | Phase::Escalated | Phase::Cancelled => s.done(),
+    }
+}
+
+/// The reason an escalate decision carries: the engine prefixes its validation outcome with
+/// a PascalCase kind (`NoCandidate: …`, `InvalidDecision: …`).
+fn escalate_reason(d: &Decision) -> &'static str {
+    let kind = d.validation.split(':').next().unwrap_or_default().trim();
+    if kind.eq_ignore_ascii_case("NoCandidate")
+        || kind.eq_ignore_ascii_case("no candidate matches the alert")
+    {
+        r::NO_CANDIDATE
+    } else if kind.starts_with("Invalid") || kind.starts_with("invalid") {
+        r::INVALID_DECISION
+    } else {
+        r::LLM_ESCALATED
     }
 }
 

@@ -28,6 +28,8 @@ enum Command {
         #[arg(long, requires = "out_dir")]
         check: bool,
     },
+    /// Run the operator: the Incident and PlaybookCatalog controllers.
+    Operator(Box<salve_operator::OperatorArgs>),
     /// Run the Alertmanager webhook shim: every alert becomes exactly one Incident.
     Webhook(Box<salve_webhook::Config>),
 }
@@ -35,8 +37,29 @@ enum Command {
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Crd { out_dir, check } => crd(out_dir, check),
+        Command::Operator(args) => operator(*args),
         Command::Webhook(config) => webhook(*config),
     }
+}
+
+fn operator(args: salve_operator::OperatorArgs) -> anyhow::Result<()> {
+    init_logging();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(salve_operator::run(args))?;
+    Ok(())
+}
+
+/// JSON logs to stderr; `RUST_LOG` filters (default `info`).
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 fn webhook(config: salve_webhook::Config) -> anyhow::Result<()> {

@@ -1,0 +1,515 @@
+//! The Incident controller: observe → `salve_core::next` → apply effects → write status.
+//!
+//! Reconcile never branches on why it ran. Every write is idempotent: Jobs and their params
+//! Secrets have deterministic names (a 409 means "already done"), status is written by
+//! server-side apply with field manager `salve` and only when it changed, and Events and
+//! notifications are sent only after the status that records the transition was stored.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use jiff::{SignedDuration, Timestamp};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Patch, PatchParams, PostParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::reflector::Store;
+use kube::{Api, Client, Resource, ResourceExt};
+use salve_api::{
+    AlertSnapshot, CatalogEntry, Decision, Incident, IncidentStatus, Phase, PlaybookCatalog, keys,
+};
+use salve_core::job::{JobRequest, JobSettings};
+use salve_core::{Effect, Gates, Hold, JobState, Observed, next};
+use tracing::{info, instrument, warn};
+
+use crate::metrics::Metrics;
+use crate::notify::{Notifier, render};
+use crate::verify::Verifier;
+
+/// Chooses a remediation. Implemented by the decision engine; a decision is asked for at most
+/// once per incident (the controller stores it before acting).
+pub trait Decider: Send + Sync + 'static {
+    /// Decide for `alert` among `catalogs`. Never fails: errors become an escalate decision.
+    fn decide<'a>(
+        &'a self,
+        alert: &'a AlertSnapshot,
+        catalogs: &'a [PlaybookCatalog],
+        now: Timestamp,
+    ) -> BoxFuture<'a, Decision>;
+}
+
+/// Everything reconcile needs, shared by all reconciles.
+pub struct Ctx {
+    pub client: Client,
+    pub recorder: Recorder,
+    pub catalogs: Store<PlaybookCatalog>,
+    pub incidents: Store<Incident>,
+    pub jobs: Store<Job>,
+    pub decider: Arc<dyn Decider>,
+    pub verifier: Verifier,
+    pub notifier: Notifier,
+    pub gates: Gates,
+    pub job_settings: JobSettings,
+    pub max_concurrent_jobs: u32,
+    pub flap_window: Duration,
+    pub metrics: Metrics,
+}
+
+/// Reconcile failures, by step. The category is the metric label and the Event reason.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("reading the Job of attempt {attempt}: {source}")]
+    ReadJob { attempt: u32, source: kube::Error },
+    #[error("creating the remediation Job: {0}")]
+    CreateJob(kube::Error),
+    #[error("rendering the remediation Job: {0}")]
+    RenderJob(#[from] salve_core::job::BuildError),
+    #[error("writing status: {0}")]
+    WriteStatus(kube::Error),
+    #[error("the incident has no namespace or uid")]
+    Incomplete,
+    #[error("the {0} cache stopped")]
+    CacheClosed(&'static str),
+}
+
+impl Error {
+    /// PascalCase category for metrics and Events.
+    pub fn category(&self) -> &'static str {
+        match self {
+            Error::ReadJob { .. } => "ReadJobFailed",
+            Error::CreateJob(_) => "CreateJobFailed",
+            Error::RenderJob(_) => "RenderJobFailed",
+            Error::WriteStatus(_) => "WriteStatusFailed",
+            Error::Incomplete => "IncompleteObject",
+            Error::CacheClosed(_) => "CacheClosed",
+        }
+    }
+}
+
+fn annotation(inc: &Incident, key: &str) -> Option<String> {
+    inc.metadata
+        .annotations
+        .as_ref()?
+        .get(key)
+        .map(|v| v.trim().to_owned())
+        .filter(|v| !v.is_empty())
+}
+
+fn truthy(inc: &Incident, key: &str) -> bool {
+    annotation(inc, key)
+        .is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "true" | "yes" | "1"))
+}
+
+/// Who set an approval/cancel flag. The admission policy guarantees the `-by` annotation is
+/// the authenticated user; without it the flag is ignored (a forged or policy-less approval).
+fn actor(inc: &Incident, flag: &str, by: &str) -> Option<String> {
+    if truthy(inc, flag) {
+        annotation(inc, by)
+    } else {
+        None
+    }
+}
+
+/// The catalog entry a decision names.
+pub fn find_entry(catalogs: &[Arc<PlaybookCatalog>], decision: &Decision) -> Option<CatalogEntry> {
+    let playbook = decision.playbook.as_deref()?;
+    catalogs
+        .iter()
+        .filter(|c| {
+            decision
+                .catalog
+                .as_deref()
+                .is_none_or(|name| c.name_any() == name)
+        })
+        .flat_map(|c| c.spec.entries.iter())
+        .find(|e| e.name == playbook)
+        .cloned()
+}
+
+/// The value of an entry's target param in a decision (a host list is joined).
+fn target_of(entry: &CatalogEntry, decision: &Decision) -> Option<String> {
+    let param = entry.target_param.as_deref()?;
+    let v = decision.params.as_ref()?.get(param)?;
+    Some(match v {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Array(a) => a
+            .iter()
+            .filter_map(|x| x.as_str())
+            .collect::<Vec<_>>()
+            .join(","),
+        other => other.to_string(),
+    })
+}
+
+fn job_state(job: Option<&Job>) -> JobState {
+    let Some(job) = job else {
+        return JobState::Missing;
+    };
+    let Some(status) = &job.status else {
+        return JobState::Running;
+    };
+    let conds = status.conditions.clone().unwrap_or_default();
+    let now = Timestamp::now();
+    for c in &conds {
+        if c.status != "True" {
+            continue;
+        }
+        let at = c.last_transition_time.as_ref().map_or(now, |t| t.0);
+        match c.type_.as_str() {
+            "Complete" => {
+                let finished = status.completion_time.as_ref().map_or(at, |t| t.0);
+                return JobState::Succeeded { finished };
+            }
+            "Failed" => {
+                let reason = c.reason.clone().unwrap_or_else(|| "Failed".into());
+                let detail = c
+                    .message
+                    .clone()
+                    .map(|m| format!("{reason}: {m}"))
+                    .unwrap_or_else(|| reason.clone());
+                return JobState::Failed {
+                    finished: at,
+                    reason: detail,
+                    timed_out: reason == "DeadlineExceeded",
+                };
+            }
+            _ => {}
+        }
+    }
+    JobState::Running
+}
+
+impl Ctx {
+    /// Blast-radius limits that would hold back a new Job for `inc`.
+    fn hold(
+        &self,
+        inc: &Incident,
+        entry: &CatalogEntry,
+        decision: &Decision,
+        now: Timestamp,
+    ) -> Option<Hold> {
+        let running = self
+            .jobs
+            .state()
+            .iter()
+            .filter(|j| {
+                let owner = j.labels().get(keys::INCIDENT_LABEL).map(String::as_str);
+                owner != Some(inc.name_any().as_str())
+                    && matches!(job_state(Some(j)), JobState::Running)
+            })
+            .count() as u32;
+        if running >= self.max_concurrent_jobs {
+            return Some(Hold::ConcurrencyCap {
+                running,
+                cap: self.max_concurrent_jobs,
+            });
+        }
+        let target = target_of(entry, decision)?;
+        let me = inc.name_any();
+        for other in self.incidents.state() {
+            if other.name_any() == me {
+                continue;
+            }
+            let Some(st) = &other.status else { continue };
+            let Some(d) = &st.decision else { continue };
+            let same_target = find_entry(&self.catalogs.state(), d)
+                .and_then(|e| target_of(&e, d))
+                .is_some_and(|t| t == target);
+            if !same_target {
+                continue;
+            }
+            if matches!(st.phase, Phase::Executing | Phase::Verifying) {
+                return Some(Hold::TargetLocked {
+                    target,
+                    holder: other.name_any(),
+                });
+            }
+            if entry.cooldown_seconds > 0 && d.playbook.as_deref() == Some(entry.name.as_str()) {
+                let last = st
+                    .attempts
+                    .iter()
+                    .filter_map(|a| a.finished_at.as_ref())
+                    .map(|t| t.0)
+                    .max();
+                if let Some(last) = last {
+                    let until = last
+                        .checked_add(SignedDuration::from_secs(entry.cooldown_seconds.into()))
+                        .ok()?;
+                    if until > now {
+                        return Some(Hold::Cooldown { until });
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    /// Incidents of the same alert fingerprint created within the flap window.
+    fn recent_occurrences(&self, inc: &Incident, now: Timestamp) -> u32 {
+        let window = SignedDuration::try_from(self.flap_window).unwrap_or(SignedDuration::MAX);
+        let since = now.checked_sub(window).unwrap_or(Timestamp::MIN);
+        let n = self
+            .incidents
+            .state()
+            .iter()
+            .filter(|o| {
+                o.spec.fingerprint == inc.spec.fingerprint && o.namespace() == inc.namespace()
+            })
+            .filter(|o| {
+                o.metadata
+                    .creation_timestamp
+                    .as_ref()
+                    .is_none_or(|t| t.0 >= since)
+            })
+            .count() as u32;
+        n.max(1)
+    }
+}
+
+/// Reconciles one incident.
+#[instrument(skip_all, fields(incident = %inc.name_any(), phase))]
+pub async fn reconcile(inc: Arc<Incident>, ctx: Arc<Ctx>) -> Result<Action, Error> {
+    let now = Timestamp::now();
+    let status = inc.status.clone();
+    let phase = status.as_ref().map_or(Phase::Pending, |s| s.phase);
+    tracing::Span::current().record("phase", phase.as_str());
+    if phase.is_terminal() {
+        return Ok(Action::await_change());
+    }
+    let name = inc.name_any();
+    let ns = inc.namespace().ok_or(Error::Incomplete)?;
+    // Never decide from a half-filled cache: right after start the catalog watch may not have
+    // listed yet, and an empty menu would escalate every incident. An empty menu waits.
+    if ctx.catalogs.state().is_empty() {
+        return Ok(Action::requeue(Duration::from_secs(2)));
+    }
+    // An incident chooses from the catalogs of its own namespace: teams own their menus, and
+    // entry names need only be unique there.
+    let catalogs: Vec<Arc<PlaybookCatalog>> = ctx
+        .catalogs
+        .state()
+        .into_iter()
+        .filter(|c| c.namespace().as_deref() == Some(ns.as_str()))
+        .collect();
+    let decision = status.as_ref().and_then(|s| s.decision.clone());
+    let entry = decision.as_ref().and_then(|d| find_entry(&catalogs, d));
+
+    // ---- observe
+    let mut observed = Observed {
+        incident: &name,
+        entry: entry.as_ref(),
+        approved_by: actor(&inc, keys::APPROVE, keys::APPROVED_BY),
+        cancelled_by: actor(&inc, keys::CANCEL, keys::CANCELLED_BY),
+        human_reason: annotation(&inc, keys::REASON),
+        alert_resolved_at: annotation(&inc, keys::ALERT_RESOLVED_AT)
+            .and_then(|v| v.parse::<Timestamp>().ok()),
+        dry_run: inc.spec.dry_run || truthy(&inc, keys::DRY_RUN),
+        recent_occurrences: ctx.recent_occurrences(&inc, now),
+        ..Default::default()
+    };
+    if let (Some(d), Some(e)) = (&decision, &entry) {
+        observed.hold = ctx.hold(&inc, e, d, now);
+    }
+    let attempt = status
+        .as_ref()
+        .and_then(|s| s.attempts.last())
+        .map(|a| a.number);
+    if let (Phase::Executing, Some(n)) = (phase, attempt) {
+        let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &ns);
+        let job = jobs
+            .get_opt(&salve_api::names::job_name(&name, n))
+            .await
+            .map_err(|source| Error::ReadJob { attempt: n, source })?;
+        observed.job = job_state(job.as_ref());
+    }
+    if phase == Phase::Verifying && observed.alert_resolved_at.is_none() {
+        let stabilized = status
+            .as_ref()
+            .and_then(|s| s.attempts.last())
+            .and_then(|a| a.finished_at.clone())
+            .is_none_or(|t| {
+                let wait = entry.as_ref().map_or(0, |e| e.verify.stabilization_seconds);
+                t.0.checked_add(SignedDuration::from_secs(wait.into()))
+                    .is_ok_and(|at| at <= now)
+            });
+        if stabilized {
+            observed.verification = Some(ctx.verifier.check(&inc).await);
+        }
+    }
+
+    // ---- decide (once) and compute the transition
+    let mut t = next(status.as_ref(), &observed, &ctx.gates, now);
+    if t.effects.contains(&Effect::Decide) {
+        let all: Vec<PlaybookCatalog> = catalogs.iter().map(|c| (**c).clone()).collect();
+        let d = ctx.decider.decide(&inc.spec.alert, &all, now).await;
+        ctx.metrics.decision(&d);
+        observed.new_decision = Some(d);
+        t = next(status.as_ref(), &observed, &ctx.gates, now);
+    }
+
+    // ---- effects that must precede the status write (idempotent by name)
+    let final_decision = t.status.decision.clone();
+    for effect in &t.effects {
+        if let Effect::CreateJob { attempt, dry_run } = effect {
+            let (Some(d), Some(e)) = (&final_decision, &entry) else {
+                continue;
+            };
+            create_job(&ctx, &inc, &ns, e, d, *attempt, *dry_run).await?;
+        }
+    }
+
+    // ---- status
+    let mut new_status = t.status.clone();
+    new_status.observed_generation = inc.metadata.generation;
+    new_status.alert_resolved_at = observed
+        .alert_resolved_at
+        .map(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time);
+    new_status.conditions = salve_core::conditions::compute(status.as_ref(), &new_status, now);
+    if status.as_ref() != Some(&new_status) {
+        write_status(&ctx.client, &ns, &name, &new_status).await?;
+        if new_status.phase != phase {
+            ctx.metrics.transition(phase, new_status.phase);
+            info!(from = %phase, to = %new_status.phase, reason = new_status.reason.as_deref().unwrap_or(""), "transition");
+        }
+    }
+
+    // ---- effects after the transition is recorded
+    let mut after = (*inc).clone();
+    after.status = Some(new_status);
+    for effect in &t.effects {
+        match effect {
+            Effect::Event {
+                warning,
+                reason,
+                message,
+            } => {
+                let ev = Event {
+                    type_: if *warning {
+                        EventType::Warning
+                    } else {
+                        EventType::Normal
+                    },
+                    reason: (*reason).to_owned(),
+                    note: Some(truncate(message, 1000)),
+                    action: "Transition".into(),
+                    secondary: None,
+                };
+                if let Err(e) = ctx.recorder.publish(&ev, &inc.object_ref(&())).await {
+                    warn!(error = %e, "publishing event failed");
+                }
+            }
+            Effect::Notify(n) => {
+                let msg = render(*n, &after);
+                for channel in ctx.notifier.send(&msg, &after).await {
+                    ctx.metrics.notification_failed(channel);
+                }
+            }
+            Effect::Decide | Effect::CreateJob { .. } => {}
+        }
+    }
+    Ok(match t.requeue {
+        Some(d) => Action::requeue(d.max(Duration::from_millis(200))),
+        None => Action::requeue(Duration::from_secs(300)),
+    })
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_owned();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
+async fn create_job(
+    ctx: &Ctx,
+    inc: &Incident,
+    ns: &str,
+    entry: &CatalogEntry,
+    decision: &Decision,
+    attempt: u32,
+    dry_run: bool,
+) -> Result<(), Error> {
+    let uid = inc.meta().uid.clone().ok_or(Error::Incomplete)?;
+    let name = inc.name_any();
+    let empty = serde_json::json!({});
+    let req = JobRequest {
+        incident: &name,
+        namespace: ns,
+        incident_uid: &uid,
+        attempt,
+        dry_run,
+        entry,
+        params: decision.params.as_ref().unwrap_or(&empty),
+    };
+    let secret = salve_core::job::params_secret(&req)?;
+    let job = salve_core::job::job(&req, &ctx.job_settings)?;
+    let pp = PostParams {
+        field_manager: Some(salve_api::FIELD_MANAGER.into()),
+        ..Default::default()
+    };
+    match Api::<Secret>::namespaced(ctx.client.clone(), ns)
+        .create(&pp, &secret)
+        .await
+    {
+        Ok(_) => {}
+        Err(kube::Error::Api(s)) if s.code == 409 => {}
+        Err(e) => return Err(Error::CreateJob(e)),
+    }
+    match Api::<Job>::namespaced(ctx.client.clone(), ns)
+        .create(&pp, &job)
+        .await
+    {
+        Ok(_) => {
+            ctx.metrics.job_created();
+            info!(
+                attempt,
+                dry_run,
+                job = job.metadata.name.as_deref().unwrap_or(""),
+                "created remediation Job"
+            );
+            Ok(())
+        }
+        Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
+        Err(e) => Err(Error::CreateJob(e)),
+    }
+}
+
+async fn write_status(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    status: &IncidentStatus,
+) -> Result<(), Error> {
+    let api: Api<Incident> = Api::namespaced(client.clone(), ns);
+    let patch = serde_json::json!({
+        "apiVersion": format!("{}/{}", salve_api::GROUP, salve_api::VERSION),
+        "kind": "Incident",
+        "status": status,
+    });
+    api.patch_status(
+        name,
+        &PatchParams::apply(salve_api::FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await
+    .map(|_| ())
+    .map_err(Error::WriteStatus)
+}
+
+/// Transient errors back off (capped); the category is counted.
+pub fn error_policy(_inc: Arc<Incident>, err: &Error, ctx: Arc<Ctx>) -> Action {
+    ctx.metrics.reconcile_error(err.category());
+    warn!(error = %err, category = err.category(), "reconcile failed");
+    Action::requeue(Duration::from_secs(5))
+}
+
+/// Labels to keep only salve's Jobs in the Job reflector.
+pub fn job_selector() -> String {
+    format!("{}={}", keys::MANAGED_BY_LABEL, keys::MANAGED_BY_VALUE)
+}

@@ -1,0 +1,238 @@
+//! salve's operator: the Incident controller and the PlaybookCatalog status controller.
+#![forbid(unsafe_code)]
+
+pub mod catalog;
+pub mod config;
+pub mod controller;
+pub mod metrics;
+pub mod notify;
+pub mod verify;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use futures::future::BoxFuture;
+use jiff::Timestamp;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::{Controller, WatchStreamExt, reflector, watcher};
+use kube::{Api, Client};
+use prometheus_client::registry::Registry;
+use salve_api::{AlertSnapshot, Decision, Incident, PlaybookCatalog};
+use tracing::{error, info};
+
+pub use config::OperatorArgs;
+pub use controller::{Ctx, Decider};
+
+/// The decision engine as the controller's [`Decider`].
+pub struct EngineDecider(pub salve_decide::DecisionEngine);
+
+impl Decider for EngineDecider {
+    fn decide<'a>(
+        &'a self,
+        alert: &'a AlertSnapshot,
+        catalogs: &'a [PlaybookCatalog],
+        _now: Timestamp,
+    ) -> BoxFuture<'a, Decision> {
+        Box::pin(self.0.decide(alert, catalogs))
+    }
+}
+
+/// Start-up failures, each with a hint.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("connecting to Kubernetes: {0}")]
+    Client(#[from] kube::Error),
+    #[error("CRD {0} is not installed: apply crds/ (or install the Helm chart) first")]
+    MissingCrd(&'static str),
+    #[error("decision engine configuration: {0}")]
+    Decide(#[from] salve_decide::ConfigError),
+    #[error("notification settings: {0}")]
+    Notify(String),
+    #[error("serving metrics: {0}")]
+    Serve(#[from] std::io::Error),
+}
+
+async fn require_crds(client: &Client) -> Result<(), StartError> {
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for name in ["incidents.salve.dev", "playbookcatalogs.salve.dev"] {
+        if api.get_opt(name).await?.is_none() {
+            return Err(StartError::MissingCrd(name));
+        }
+    }
+    Ok(())
+}
+
+/// Runs the operator until SIGTERM/SIGINT, with the given decider (tests inject the engine
+/// with a scripted LLM; production uses the configured engine).
+pub async fn run_with(
+    args: OperatorArgs,
+    client: Client,
+    decider: Arc<dyn Decider>,
+    mut registry: Registry,
+) -> Result<(), StartError> {
+    require_crds(&client).await?;
+    let read = |p: &Option<std::path::PathBuf>| -> Result<Option<url::Url>, StartError> {
+        p.as_deref()
+            .map(config::read_secret_url)
+            .transpose()
+            .map_err(StartError::Notify)
+    };
+    let notifier = notify::Notifier::new(
+        read(&args.slack_webhook_file)?,
+        read(&args.notify_webhook_file)?,
+        args.alertmanager_url
+            .clone()
+            .filter(|_| args.escalate_to_alertmanager),
+    );
+    let (incidents, catalogs_api, jobs_api): (Api<Incident>, Api<PlaybookCatalog>, Api<Job>) =
+        match &args.namespace {
+            Some(ns) => (
+                Api::namespaced(client.clone(), ns),
+                Api::namespaced(client.clone(), ns),
+                Api::namespaced(client.clone(), ns),
+            ),
+            None => (
+                Api::all(client.clone()),
+                Api::all(client.clone()),
+                Api::all(client.clone()),
+            ),
+        };
+
+    // The catalog controller's cache doubles as the menu the incident controller reads.
+    let catalog_controller = Controller::new(catalogs_api, watcher::Config::default());
+    let catalogs = catalog_controller.store();
+    // salve's Jobs, for the global concurrency cap.
+    let (jobs, job_writer) = reflector::store();
+    let job_stream = watcher(
+        jobs_api.clone(),
+        watcher::Config::default().labels(&controller::job_selector()),
+    )
+    .default_backoff()
+    .reflect(job_writer)
+    .touched_objects();
+
+    let metrics = metrics::Metrics::default();
+    metrics.register(&mut registry);
+    let controller = Controller::new(incidents, watcher::Config::default()).owns(
+        jobs_api,
+        watcher::Config::default().labels(&controller::job_selector()),
+    );
+    let ctx = Arc::new(Ctx {
+        client: client.clone(),
+        recorder: Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: "salve".into(),
+                instance: std::env::var("POD_NAME").ok(),
+            },
+        ),
+        catalogs: catalogs.clone(),
+        incidents: controller.store(),
+        jobs,
+        decider,
+        verifier: verify::Verifier::new(args.prometheus_url.clone(), args.alertmanager_url.clone()),
+        notifier,
+        gates: args.gates(),
+        job_settings: args.job_settings(),
+        max_concurrent_jobs: args.max_concurrent_jobs,
+        flap_window: Duration::from_secs(args.flap_window_seconds),
+        metrics,
+    });
+
+    let registry = Arc::new(registry);
+    let listener = tokio::net::TcpListener::bind(args.metrics_addr).await?;
+    info!(addr = %args.metrics_addr, "serving /metrics, /healthz, /readyz");
+    let app = axum::Router::new()
+        .route("/healthz", axum::routing::get(|| async { "ok" }))
+        .route("/readyz", axum::routing::get(|| async { "ok" }))
+        .route(
+            "/metrics",
+            axum::routing::get(move || {
+                let registry = registry.clone();
+                async move {
+                    let mut body = String::new();
+                    match prometheus_client::encoding::text::encode(&mut body, &registry) {
+                        Ok(()) => (
+                            [(
+                                axum::http::header::CONTENT_TYPE,
+                                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                            )],
+                            body,
+                        )
+                            .into_response_parts(),
+                        Err(_) => (
+                            [(axum::http::header::CONTENT_TYPE, "text/plain")],
+                            String::from("encoding failed"),
+                        )
+                            .into_response_parts(),
+                    }
+                }
+            }),
+        );
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown_signal())
+            .await
+    });
+
+    let catalog_ctx = Arc::new(catalog::CatalogCtx {
+        client: client.clone(),
+        catalogs: catalogs.clone(),
+    });
+    let catalog_controller = catalog_controller
+        .graceful_shutdown_on(shutdown_signal())
+        .run(catalog::reconcile, catalog::error_policy, catalog_ctx)
+        .for_each(|_| async {});
+    let jobs_drain = job_stream.for_each(|_| async {});
+    let incident_controller = controller
+        .graceful_shutdown_on(shutdown_signal())
+        .run(controller::reconcile, controller::error_policy, ctx)
+        .for_each(|res| async move {
+            if let Err(e) = res {
+                tracing::debug!(error = %e, "controller event");
+            }
+        });
+    info!("salve operator started");
+    tokio::select! {
+        _ = futures::future::join(incident_controller, catalog_controller) => {}
+        _ = jobs_drain => { error!("the Job watch ended") }
+    }
+    server.abort();
+    info!("salve operator stopped");
+    Ok(())
+}
+
+/// Runs the operator with the engine built from `args`.
+pub async fn run(args: OperatorArgs) -> Result<(), StartError> {
+    let client = Client::try_default().await?;
+    let mut registry = Registry::default();
+    let engine = salve_decide::DecisionEngine::new(args.decide_config(), &mut registry)?;
+    run_with(args, client, Arc::new(EngineDecider(engine)), registry).await
+}
+
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => futures::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+}
+
+trait IntoParts {
+    fn into_response_parts(self) -> axum::response::Response;
+}
+impl<T: axum::response::IntoResponse> IntoParts for T {
+    fn into_response_parts(self) -> axum::response::Response {
+        self.into_response()
+    }
+}

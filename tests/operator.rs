@@ -1,0 +1,458 @@
+//! The operator on the real control plane: incidents walk Pending → … → Resolved / Escalated /
+//! Cancelled, remediation Jobs really run (kube-controller-manager + kwok), and the safety
+//! invariants hold across operator restarts. Each test runs its own operator instance,
+//! watching only the test's namespace.
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use clap::Parser;
+use futures::future::BoxFuture;
+use jiff::Timestamp;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::{Api, Client};
+use prometheus_client::registry::Registry;
+use salve_api::{AlertSnapshot, Decision, Incident, Phase, PlaybookCatalog};
+use salve_operator::{Decider, EngineDecider, OperatorArgs};
+use salve_tests::{admin, eventually, install_crds, namespace};
+use serde_json::json;
+
+#[derive(Parser)]
+struct Cli {
+    #[command(flatten)]
+    args: OperatorArgs,
+}
+
+/// Counts decisions, to prove a decision is asked for once per incident.
+struct Counting {
+    inner: EngineDecider,
+    calls: Arc<AtomicU32>,
+}
+
+impl Decider for Counting {
+    fn decide<'a>(
+        &'a self,
+        alert: &'a AlertSnapshot,
+        catalogs: &'a [PlaybookCatalog],
+        now: Timestamp,
+    ) -> BoxFuture<'a, Decision> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        self.inner.decide(alert, catalogs, now)
+    }
+}
+
+struct Operator {
+    task: tokio::task::JoinHandle<()>,
+    decisions: Arc<AtomicU32>,
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Starts an operator for `ns` with extra flags; the decision engine runs rules-only.
+async fn start_operator(
+    client: &Client,
+    ns: &str,
+    extra: &[&str],
+    decisions: Arc<AtomicU32>,
+) -> Operator {
+    let mut argv = vec![
+        "salve",
+        "--namespace",
+        ns,
+        "--metrics-addr",
+        "127.0.0.1:0",
+        "--runner-image",
+        "salve-runner:test",
+    ];
+    argv.extend_from_slice(extra);
+    let args = Cli::parse_from(argv).args;
+    let mut registry = Registry::default();
+    let engine = salve_decide::DecisionEngine::new(args.decide_config(), &mut registry).unwrap();
+    let decider = Arc::new(Counting {
+        inner: EngineDecider(engine),
+        calls: decisions.clone(),
+    });
+    let client = client.clone();
+    let task = tokio::spawn(async move {
+        salve_operator::run_with(args, client, decider, registry)
+            .await
+            .unwrap();
+    });
+    Operator { task, decisions }
+}
+
+/// A catalog whose entries all decide by rules (params from labels), one per risk tier.
+fn catalog(ns: &str) -> PlaybookCatalog {
+    serde_json::from_value(json!({
+        "apiVersion": "salve.dev/v1alpha1",
+        "kind": "PlaybookCatalog",
+        "metadata": {"name": "ops", "namespace": ns},
+        "spec": {"entries": [
+            {
+                "name": "clear_disk_space", "description": "free disk space", "risk": "low",
+                "playbook": "clear-disk.yml",
+                "parameters": {"type": "object", "additionalProperties": false, "required": ["target_host", "min_free_gb"],
+                    "properties": {"target_host": {"type": "string", "pattern": "^[a-z0-9.-]+$"},
+                                   "min_free_gb": {"type": "integer", "minimum": 1, "maximum": 100}}},
+                "match": {"alertnames": ["NodeFilesystemSpaceFillingUp"]},
+                "paramsFromLabels": {"target_host": "{{ labels.instance | host }}", "min_free_gb": "10"},
+                "targetParam": "target_host", "maxAttempts": 2, "timeoutSeconds": 60,
+                "verify": {"stabilizationSeconds": 1}
+            },
+            {
+                "name": "scale_pods", "description": "scale a deployment", "risk": "medium",
+                "playbook": "scale-deployment.yml",
+                "parameters": {"type": "object", "additionalProperties": false, "required": ["namespace", "deployment", "replicas"],
+                    "properties": {"namespace": {"type": "string", "pattern": "^[a-z0-9-]+$"},
+                                   "deployment": {"type": "string", "pattern": "^[a-z0-9-]+$"},
+                                   "replicas": {"type": "integer", "minimum": 1, "maximum": 10}}},
+                "match": {"alertnames": ["KubeHpaMaxedOut"]},
+                "paramsFromLabels": {"namespace": "{{ labels.namespace }}", "deployment": "{{ labels.deployment }}", "replicas": "4"},
+                "targetParam": "deployment", "cancelWindowSeconds": 2, "verify": {"stabilizationSeconds": 1}
+            },
+            {
+                "name": "failover_database", "description": "promote the replica", "risk": "high",
+                "playbook": "db-failover.yml",
+                "parameters": {"type": "object", "additionalProperties": false, "required": ["cluster_name"],
+                    "properties": {"cluster_name": {"type": "string", "pattern": "^[a-z0-9-]+$"}}},
+                "match": {"alertnames": ["PostgresqlDown"]},
+                "paramsFromLabels": {"cluster_name": "{{ labels.cluster }}"},
+                "targetParam": "cluster_name", "maxAttempts": 1, "verify": {"stabilizationSeconds": 1}
+            }
+        ]}
+    }))
+    .unwrap()
+}
+
+async fn setup(prefix: &str) -> (Client, String) {
+    let client = admin().await;
+    install_crds(&client).await;
+    let ns = namespace(&client, prefix).await;
+    Api::<PlaybookCatalog>::namespaced(client.clone(), &ns)
+        .create(&PostParams::default(), &catalog(&ns))
+        .await
+        .unwrap();
+    (client, ns)
+}
+
+fn incident(ns: &str, alertname: &str, fingerprint: &str, labels: serde_json::Value) -> Incident {
+    let starts = "2026-11-28T00:11:26.568Z";
+    let name = salve_api::names::incident_name(alertname, fingerprint, starts);
+    let mut l = labels;
+    l["alertname"] = json!(alertname);
+    serde_json::from_value(json!({
+        "apiVersion": "salve.dev/v1alpha1", "kind": "Incident",
+        "metadata": {"name": name, "namespace": ns, "labels": {"salve.dev/fingerprint": fingerprint}},
+        "spec": {"fingerprint": fingerprint, "receiver": "salve", "groupKey": "{}", "externalURL": "http://am",
+                 "alert": {"name": alertname, "labels": l, "annotations": {"summary": "test"}, "startsAt": "2026-11-28T00:11:26Z"}}
+    }))
+    .unwrap()
+}
+
+async fn wait_phase(api: &Api<Incident>, name: &str, phase: Phase) -> Incident {
+    eventually(60, &format!("{name} to reach {phase}"), || async {
+        let inc = api.get(name).await.ok()?;
+        (inc.status.as_ref()?.phase == phase).then_some(inc)
+    })
+    .await
+}
+
+async fn annotate(api: &Api<Incident>, name: &str, pairs: serde_json::Value) {
+    api.patch(
+        name,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"annotations": pairs}})),
+    )
+    .await
+    .unwrap();
+}
+
+async fn jobs_of(client: &Client, ns: &str, incident: &str) -> Vec<Job> {
+    Api::<Job>::namespaced(client.clone(), ns)
+        .list(&ListParams::default().labels(&format!("salve.dev/incident={incident}")))
+        .await
+        .unwrap()
+        .items
+}
+
+#[tokio::test]
+async fn a_low_risk_alert_is_remediated_by_rules_verified_and_resolved() {
+    let (client, ns) = setup("op-low").await;
+    let op = start_operator(&client, &ns, &[], Arc::default()).await;
+    let api: Api<Incident> = Api::namespaced(client.clone(), &ns);
+    let inc = incident(
+        &ns,
+        "NodeFilesystemSpaceFillingUp",
+        "0914bba24938a788",
+        json!({"instance": "web-3:9100", "mountpoint": "/"}),
+    );
+    let name = inc.metadata.name.clone().unwrap();
+    api.create(&PostParams::default(), &inc).await.unwrap();
+
+    // Decided by rules, Job created and completed by the real job controller, then Verifying.
+    let v = wait_phase(&api, &name, Phase::Verifying).await;
+    let st = v.status.unwrap();
+    let d = st.decision.unwrap();
+    assert_eq!(d.playbook.as_deref(), Some("clear_disk_space"));
+    assert_eq!(d.source, salve_api::DecisionSource::Rules);
+    assert_eq!(
+        d.params.unwrap(),
+        json!({"target_host": "web-3", "min_free_gb": 10})
+    );
+    assert_eq!(st.attempts.len(), 1);
+    assert_eq!(
+        st.attempts[0].outcome,
+        Some(salve_api::AttemptOutcome::Succeeded)
+    );
+
+    // The Job follows the contract: owned, labelled, params only in the mounted Secret.
+    let jobs = jobs_of(&client, &ns, &name).await;
+    assert_eq!(jobs.len(), 1);
+    let job = &jobs[0];
+    assert_eq!(
+        job.metadata.name.as_deref(),
+        Some(salve_api::names::job_name(&name, 1).as_str())
+    );
+    assert_eq!(
+        job.metadata.owner_references.as_ref().unwrap()[0].kind,
+        "Incident"
+    );
+    assert_eq!(
+        job.metadata.labels.as_ref().unwrap()["app.kubernetes.io/managed-by"],
+        "salve"
+    );
+    assert!(
+        !serde_json::to_string(job).unwrap().contains("web-3"),
+        "params leaked into the Job spec"
+    );
+    let secret = Api::<Secret>::namespaced(client.clone(), &ns)
+        .get(job.metadata.name.as_deref().unwrap())
+        .await
+        .unwrap();
+    let extravars = secret.data.unwrap()["extravars"].0.clone();
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&extravars).unwrap()["target_host"],
+        json!("web-3")
+    );
+
+    // No verification source is configured: still Verifying until Alertmanager reports resolved.
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    assert_eq!(
+        api.get(&name).await.unwrap().status.unwrap().phase,
+        Phase::Verifying
+    );
+    annotate(
+        &api,
+        &name,
+        json!({"salve.dev/alert-resolved-at": "2026-11-28T01:00:00Z"}),
+    )
+    .await;
+    let done = wait_phase(&api, &name, Phase::Resolved).await;
+    let st = done.status.unwrap();
+    assert_eq!(st.reason.as_deref(), Some("Verified"));
+    let trail: Vec<_> = st.history.iter().map(|h| h.to).collect();
+    assert_eq!(
+        trail,
+        vec![
+            Phase::Decided,
+            Phase::Executing,
+            Phase::Verifying,
+            Phase::Resolved
+        ]
+    );
+    assert!(
+        st.conditions
+            .iter()
+            .any(|c| c.type_ == "Done" && c.status == "True")
+    );
+    assert_eq!(
+        op.decisions.load(Ordering::SeqCst),
+        1,
+        "decided exactly once"
+    );
+}
+
+#[tokio::test]
+async fn failing_jobs_are_retried_once_then_escalated() {
+    let (client, ns) = setup("op-fail").await;
+    let _op = start_operator(
+        &client,
+        &ns,
+        &[
+            "--job-pod-label",
+            "pod-container-running-failed.stage.kwok.x-k8s.io=true",
+        ],
+        Arc::default(),
+    )
+    .await;
+    let api: Api<Incident> = Api::namespaced(client.clone(), &ns);
+    let inc = incident(
+        &ns,
+        "NodeFilesystemSpaceFillingUp",
+        "1111bba24938a788",
+        json!({"instance": "db-1:9100"}),
+    );
+    let name = inc.metadata.name.clone().unwrap();
+    api.create(&PostParams::default(), &inc).await.unwrap();
+    let done = wait_phase(&api, &name, Phase::Escalated).await;
+    let st = done.status.unwrap();
+    assert_eq!(st.reason.as_deref(), Some("AttemptsExhausted"));
+    assert_eq!(st.attempts.len(), 2);
+    assert!(
+        st.attempts
+            .iter()
+            .all(|a| a.outcome == Some(salve_api::AttemptOutcome::Failed))
+    );
+    assert_eq!(
+        jobs_of(&client, &ns, &name).await.len(),
+        2,
+        "exactly one Job per attempt"
+    );
+}
+
+#[tokio::test]
+async fn medium_risk_waits_for_its_cancel_window_and_a_cancel_stops_it() {
+    let (client, ns) = setup("op-medium").await;
+    let _op = start_operator(&client, &ns, &[], Arc::default()).await;
+    let api: Api<Incident> = Api::namespaced(client.clone(), &ns);
+
+    // One is cancelled during its window: it never runs.
+    let a = incident(
+        &ns,
+        "KubeHpaMaxedOut",
+        "2222bba24938a788",
+        json!({"namespace": "shop", "deployment": "checkout"}),
+    );
+    let a_name = a.metadata.name.clone().unwrap();
+    api.create(&PostParams::default(), &a).await.unwrap();
+    let waiting = wait_phase(&api, &a_name, Phase::AwaitingApproval).await;
+    assert!(
+        waiting
+            .status
+            .unwrap()
+            .approval
+            .unwrap()
+            .execute_after
+            .is_some()
+    );
+    annotate(&api, &a_name, json!({"salve.dev/cancel": "true", "salve.dev/cancelled-by": "alice", "salve.dev/reason": "deploy in progress"})).await;
+    let cancelled = wait_phase(&api, &a_name, Phase::Cancelled).await;
+    assert_eq!(
+        cancelled
+            .status
+            .unwrap()
+            .approval
+            .unwrap()
+            .cancelled_by
+            .as_deref(),
+        Some("alice")
+    );
+
+    // Another is left alone: it runs once its 2 s window has passed.
+    let b = incident(
+        &ns,
+        "KubeHpaMaxedOut",
+        "3333bba24938a788",
+        json!({"namespace": "shop", "deployment": "cart"}),
+    );
+    let b_name = b.metadata.name.clone().unwrap();
+    api.create(&PostParams::default(), &b).await.unwrap();
+    wait_phase(&api, &b_name, Phase::AwaitingApproval).await;
+    wait_phase(&api, &b_name, Phase::Verifying).await;
+    assert!(
+        jobs_of(&client, &ns, &a_name).await.is_empty(),
+        "the cancelled incident never ran"
+    );
+    assert_eq!(jobs_of(&client, &ns, &b_name).await.len(), 1);
+}
+
+#[tokio::test]
+async fn high_risk_runs_only_after_approval_and_a_restart_neither_re_decides_nor_re_runs() {
+    let (client, ns) = setup("op-high").await;
+    let decisions = Arc::new(AtomicU32::new(0));
+    let op = start_operator(&client, &ns, &[], decisions.clone()).await;
+    let api: Api<Incident> = Api::namespaced(client.clone(), &ns);
+    let inc = incident(
+        &ns,
+        "PostgresqlDown",
+        "4444bba24938a788",
+        json!({"cluster": "orders-db"}),
+    );
+    let name = inc.metadata.name.clone().unwrap();
+    api.create(&PostParams::default(), &inc).await.unwrap();
+    let waiting = wait_phase(&api, &name, Phase::AwaitingApproval).await;
+    assert_eq!(
+        waiting.status.unwrap().reason.as_deref(),
+        Some("ApprovalRequired")
+    );
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    assert!(
+        jobs_of(&client, &ns, &name).await.is_empty(),
+        "high risk ran without approval"
+    );
+
+    // Restart the operator while it waits: the stored decision is kept, not asked again.
+    drop(op);
+    let _op = start_operator(&client, &ns, &[], decisions.clone()).await;
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    assert_eq!(
+        decisions.load(Ordering::SeqCst),
+        1,
+        "a restart re-asked for a decision"
+    );
+
+    annotate(
+        &api,
+        &name,
+        json!({"salve.dev/approve": "true", "salve.dev/approved-by": "alice"}),
+    )
+    .await;
+    let v = wait_phase(&api, &name, Phase::Verifying).await;
+    assert_eq!(
+        v.status.unwrap().approval.unwrap().approved_by.as_deref(),
+        Some("alice")
+    );
+    assert_eq!(jobs_of(&client, &ns, &name).await.len(), 1);
+    assert_eq!(decisions.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn catalog_problems_show_on_the_catalog_status() {
+    let (client, ns) = setup("op-pbc").await;
+    let _op = start_operator(&client, &ns, &[], Arc::default()).await;
+    let api: Api<PlaybookCatalog> = Api::namespaced(client.clone(), &ns);
+    let mut bad = catalog(&ns);
+    bad.metadata.name = Some("team-b".into());
+    bad.spec.entries.truncate(1); // clear_disk_space again: collides with catalog "ops"
+    bad.spec.entries[0]
+        .params_from_labels
+        .insert("nonexistent".into(), "{{ labels.x }}".into());
+    api.create(&PostParams::default(), &bad).await.unwrap();
+    let st = eventually(30, "catalog status", || async {
+        let c = api.get("team-b").await.ok()?;
+        let st = c.status?;
+        (!st.invalid_entries.is_empty()).then_some(st)
+    })
+    .await;
+    assert_eq!(st.valid_entries, 0);
+    let reasons: Vec<&str> = st
+        .invalid_entries
+        .iter()
+        .map(|p| p.reason.as_str())
+        .collect();
+    assert!(reasons.contains(&"NameCollision"), "{reasons:?}");
+    let ready = st.conditions.iter().find(|c| c.type_ == "Ready").unwrap();
+    assert_eq!(ready.status, "False");
+    assert!(
+        ready.message.contains("clear_disk_space"),
+        "{}",
+        ready.message
+    );
+}
