@@ -53,15 +53,19 @@ pub fn compute(
                 Some(p) if p.status == status => p.last_transition_time.clone(),
                 _ => Time(now),
             };
+            // metav1 requires a non-empty CamelCase reason.
+            let mut reason: String = reason
+                .chars()
+                .filter(char::is_ascii_alphanumeric)
+                .take(128)
+                .collect();
+            if reason.is_empty() {
+                reason = "Unknown".into();
+            }
             Condition {
                 type_: type_.to_owned(),
                 status,
-                reason: reason
-                    .chars()
-                    .filter(char::is_ascii_alphanumeric)
-                    .take(128)
-                    .collect::<String>()
-                    .max_default("Unknown"),
+                reason,
                 message: if on {
                     message.chars().take(1024).collect()
                 } else {
@@ -72,15 +76,6 @@ pub fn compute(
             }
         })
         .collect()
-}
-
-trait OrDefault {
-    fn max_default(self, d: &str) -> String;
-}
-impl OrDefault for String {
-    fn max_default(self, d: &str) -> String {
-        if self.is_empty() { d.to_owned() } else { self }
-    }
 }
 
 #[cfg(test)]

@@ -208,13 +208,14 @@ impl Ctx {
         }
         let target = target_of(entry, decision)?;
         let me = inc.name_any();
+        let catalogs = self.catalogs.state();
         for other in self.incidents.state() {
             if other.name_any() == me {
                 continue;
             }
             let Some(st) = &other.status else { continue };
             let Some(d) = &st.decision else { continue };
-            let same_target = find_entry(&self.catalogs.state(), d)
+            let same_target = find_entry(&catalogs, d)
                 .and_then(|e| target_of(&e, d))
                 .is_some_and(|t| t == target);
             if !same_target {

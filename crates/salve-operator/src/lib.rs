@@ -11,6 +11,7 @@ pub mod verify;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::response::IntoResponse;
 use futures::StreamExt;
 use futures::future::BoxFuture;
 use jiff::Timestamp;
@@ -162,12 +163,12 @@ pub async fn run_with(
                             )],
                             body,
                         )
-                            .into_response_parts(),
+                            .into_response(),
                         Err(_) => (
                             [(axum::http::header::CONTENT_TYPE, "text/plain")],
                             String::from("encoding failed"),
                         )
-                            .into_response_parts(),
+                            .into_response(),
                     }
                 }
             }),
@@ -225,14 +226,5 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term => {}
-    }
-}
-
-trait IntoParts {
-    fn into_response_parts(self) -> axum::response::Response;
-}
-impl<T: axum::response::IntoResponse> IntoParts for T {
-    fn into_response_parts(self) -> axum::response::Response {
-        self.into_response()
     }
 }

@@ -63,19 +63,28 @@ impl Verifier {
         Verification::Unknown
     }
 
-    async fn prometheus_query(&self, base: &url::Url, expr: &str) -> Result<Verification, String> {
-        let url = base.join("api/v1/query").map_err(|e| e.to_string())?;
-        let body: serde_json::Value = self
+    /// GET with a query string, failing on a non-2xx status, decoding JSON.
+    async fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        url: url::Url,
+        query: &[(&str, &str)],
+    ) -> Result<T, String> {
+        let resp = self
             .http
             .get(url)
-            .query(&[("query", expr)])
+            .query(query)
             .send()
             .await
-            .and_then(reqwest::Response::error_for_status)
-            .map_err(|e| e.to_string())?
+            .and_then(reqwest::Response::error_for_status);
+        resp.map_err(|e| e.to_string())?
             .json()
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| e.to_string())
+    }
+
+    async fn prometheus_query(&self, base: &url::Url, expr: &str) -> Result<Verification, String> {
+        let url = base.join("api/v1/query").map_err(|e| e.to_string())?;
+        let body: serde_json::Value = self.get_json(url, &[("query", expr)]).await?;
         if body["status"] != "success" {
             return Err(format!("Prometheus answered {}", body["status"]));
         }
@@ -97,16 +106,8 @@ impl Verifier {
         let url = base.join("api/v2/alerts").map_err(|e| e.to_string())?;
         let filter = format!("alertname=\"{}\"", inc.spec.alert.name.replace('"', "\\\""));
         let alerts: Vec<serde_json::Value> = self
-            .http
-            .get(url)
-            .query(&[("active", "true"), ("filter", filter.as_str())])
-            .send()
-            .await
-            .and_then(reqwest::Response::error_for_status)
-            .map_err(|e| e.to_string())?
-            .json()
-            .await
-            .map_err(|e| e.to_string())?;
+            .get_json(url, &[("active", "true"), ("filter", filter.as_str())])
+            .await?;
         let still = alerts
             .iter()
             .any(|a| a["fingerprint"] == inc.spec.fingerprint.as_str());
