@@ -369,6 +369,7 @@ pub async fn reconcile(inc: Arc<Incident>, ctx: Arc<Ctx>) -> Result<Action, Erro
         .map(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time);
     new_status.conditions = salve_core::conditions::compute(status.as_ref(), &new_status, now);
     if status.as_ref() != Some(&new_status) {
+        ctx.metrics.api_write("incidents/status", "patch");
         write_status(&ctx.client, &ns, &name, &new_status).await?;
         if new_status.phase != phase {
             ctx.metrics.transition(phase, new_status.phase);
@@ -397,6 +398,7 @@ pub async fn reconcile(inc: Arc<Incident>, ctx: Arc<Ctx>) -> Result<Action, Erro
                     action: "Transition".into(),
                     secondary: None,
                 };
+                ctx.metrics.api_write("events", "create");
                 if let Err(e) = ctx.recorder.publish(&ev, &inc.object_ref(&())).await {
                     warn!(error = %e, "publishing event failed");
                 }
@@ -454,6 +456,7 @@ async fn create_job(
         field_manager: Some(salve_api::FIELD_MANAGER.into()),
         ..Default::default()
     };
+    ctx.metrics.api_write("secrets", "create");
     match Api::<Secret>::namespaced(ctx.client.clone(), ns)
         .create(&pp, &secret)
         .await
@@ -462,6 +465,7 @@ async fn create_job(
         Err(kube::Error::Api(s)) if s.code == 409 => {}
         Err(e) => return Err(Error::CreateJob(e)),
     }
+    ctx.metrics.api_write("jobs", "create");
     match Api::<Job>::namespaced(ctx.client.clone(), ns)
         .create(&pp, &job)
         .await

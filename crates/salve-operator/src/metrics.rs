@@ -19,6 +19,12 @@ struct DecisionLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WriteLabels {
+    resource: &'static str,
+    verb: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CategoryLabels {
     category: String,
 }
@@ -31,6 +37,7 @@ pub struct Metrics {
     errors: Family<CategoryLabels, Counter>,
     notify_failures: Family<CategoryLabels, Counter>,
     jobs_created: Counter,
+    api_writes: Family<WriteLabels, Counter>,
 }
 
 impl Metrics {
@@ -61,6 +68,11 @@ impl Metrics {
             "jobs_created",
             "Remediation Jobs created",
             self.jobs_created.clone(),
+        );
+        r.register(
+            "api_writes",
+            "Write requests the Incident controller sent to the API server (including 409s), by resource and verb",
+            self.api_writes.clone(),
         );
     }
 
@@ -109,5 +121,12 @@ impl Metrics {
 
     pub fn job_created(&self) {
         self.jobs_created.inc();
+    }
+
+    /// One write request to the API server (`resource` e.g. `incidents/status`, `jobs`).
+    pub fn api_write(&self, resource: &'static str, verb: &'static str) {
+        self.api_writes
+            .get_or_create(&WriteLabels { resource, verb })
+            .inc();
     }
 }
