@@ -315,6 +315,59 @@ async fn failing_jobs_are_retried_once_then_escalated() {
         2,
         "exactly one Job per attempt"
     );
+    // The runner's exit code is read from the pod (kwok's chaos stage exits 1: retryable).
+    assert!(st.attempts.iter().all(|a| a.exit_code == Some(1)), "{st:?}");
+}
+
+#[tokio::test]
+async fn a_runner_that_refuses_is_not_retried_and_says_why() {
+    // The kwok stage in tests/cluster/kwok-runner-exit.yaml ends the pod the way salve-run
+    // does when a pre-check refuses: exit 4 and the result JSON as termination message.
+    let (client, ns) = setup("op-refuse").await;
+    let _op = start_operator(
+        &client,
+        &ns,
+        &[
+            "--job-pod-label",
+            "salve.dev/test-exit-code=4,salve.dev/test-result=refused",
+        ],
+        Arc::default(),
+    )
+    .await;
+    let api: Api<Incident> = Api::namespaced(client.clone(), &ns);
+    let inc = incident(
+        &ns,
+        "NodeFilesystemSpaceFillingUp",
+        "4444bba24938a788",
+        json!({"instance": "db-4:9100"}),
+    );
+    let name = inc.metadata.name.clone().unwrap();
+    api.create(&PostParams::default(), &inc).await.unwrap();
+    let done = wait_phase(&api, &name, Phase::Escalated).await;
+    let st = done.status.unwrap();
+    assert_eq!(st.reason.as_deref(), Some("PreCheckRefused"), "{st:?}");
+    assert_eq!(
+        st.attempts.len(),
+        1,
+        "maxAttempts is 2 but exit 4 never retries"
+    );
+    let a = &st.attempts[0];
+    assert_eq!(a.exit_code, Some(4));
+    assert_eq!(a.result.as_deref(), Some("refused"));
+    assert_eq!(
+        a.failed_task.as_deref(),
+        Some("Pre-check - kwok test stage")
+    );
+    assert!(
+        a.message
+            .as_deref()
+            .unwrap_or_default()
+            .contains("the runner exited 4"),
+        "{a:?}"
+    );
+    let msg = st.message.unwrap_or_default();
+    assert!(msg.contains("runner exit 4 (refused)"), "{msg}");
+    assert_eq!(jobs_of(&client, &ns, &name).await.len(), 1);
 }
 
 #[tokio::test]

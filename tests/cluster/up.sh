@@ -176,6 +176,7 @@ for f in node/fast/node-initialize.yaml node/heartbeat/node-heartbeat.yaml pod/f
          pod/fast/pod-complete.yaml pod/fast/pod-delete.yaml pod/chaos/pod-container-running-failed.yaml; do
   { echo "---"; cat "$stages_src/$f"; } >> "$stages"
 done
+{ echo "---"; cat "$here/kwok-runner-exit.yaml"; } >> "$stages"
 launch kwok "$bin/kwok-$KWOK_VERSION" --kubeconfig "$dir/kubeconfig" --manage-all-nodes=true \
   --config "$stages" --server-address "127.0.0.1:$KWOK_PORT" --node-ip 10.0.1.1
 

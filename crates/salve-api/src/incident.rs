@@ -319,10 +319,22 @@ pub struct Attempt {
     /// Run in check mode (nothing changed).
     #[serde(default)]
     pub dry_run: bool,
-    /// Detail (the Job's failure reason, or the verification result).
+    /// Detail (the Job's failure reason and the runner's message, or the verification result).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 2048))]
     pub message: Option<String>,
+    /// The runner's exit code (docs/job-contract.md), from the pod's container status.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    /// The runner's result: `succeeded`, `failed`, `rejected`, `refused`, `not_fixed`,
+    /// `unreachable`, `contract_error`, `internal_error` or `terminated`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32))]
+    pub result: Option<String>,
+    /// The first task that failed, as the runner reported it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 512))]
+    pub failed_task: Option<String>,
 }
 
 /// How one attempt ended.

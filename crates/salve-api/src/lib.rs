@@ -98,6 +98,20 @@ pub mod conditions {
         pub const STILL_FIRING: &str = "StillFiring";
         pub const FLAPPING: &str = "Flapping";
         pub const DRY_RUN_COMPLETE: &str = "DryRunComplete";
+        pub const LLM_UNAVAILABLE: &str = "LlmUnavailable";
+        pub const LLM_DISABLED: &str = "LlmDisabled";
+        pub const TOKEN_BUDGET_EXCEEDED: &str = "TokenBudgetExceeded";
+        pub const PROMPT_TOO_LARGE: &str = "PromptTooLarge";
+        /// Runner exit 3: the playbook refused the params; nothing was touched.
+        pub const PARAMS_REJECTED: &str = "ParamsRejected";
+        /// Runner exit 4: a pre-check refused to act; a human must look.
+        pub const PRE_CHECK_REFUSED: &str = "PreCheckRefused";
+        /// Runner exit 64: the Job broke the runner contract (an operator bug).
+        pub const JOB_CONTRACT_ERROR: &str = "JobContractError";
+        /// Runner exit 143 or the Job's deadline: stopped midway, the target's state is unknown.
+        pub const REMEDIATION_TERMINATED: &str = "RemediationTerminated";
+        /// The remediation Job could not be rendered from the decision (e.g. params too big).
+        pub const JOB_INVALID: &str = "JobInvalid";
         pub const ALL_ENTRIES_VALID: &str = "AllEntriesValid";
         pub const INVALID_ENTRIES: &str = "InvalidEntries";
     }

@@ -42,6 +42,90 @@ pub mod contract {
     pub const ENV_ATTEMPT: &str = "SALVE_ATTEMPT";
     /// UID the runner runs as.
     pub const RUN_AS_USER: i64 = 10001;
+    /// Name of the runner container (its termination message carries the result).
+    pub const CONTAINER: &str = "runner";
+
+    /// What salve does after a failed run, by the runner's exit code (the table in
+    /// docs/job-contract.md).
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum AfterFailure {
+        /// Another attempt may help (2 failed, 5 not_fixed, 6 unreachable, 70 internal_error,
+        /// and any code the contract does not name, e.g. 137 OOM-killed).
+        Retry,
+        /// Escalate at once with this reason: running again cannot help or is unsafe.
+        Escalate(&'static str),
+    }
+
+    /// The contract's retry rule for `exit_code`.
+    pub fn after_failure(exit_code: i32) -> AfterFailure {
+        use salve_api::conditions::reasons as r;
+        match exit_code {
+            3 => AfterFailure::Escalate(r::PARAMS_REJECTED),
+            4 => AfterFailure::Escalate(r::PRE_CHECK_REFUSED),
+            64 => AfterFailure::Escalate(r::JOB_CONTRACT_ERROR),
+            143 => AfterFailure::Escalate(r::REMEDIATION_TERMINATED),
+            _ => AfterFailure::Retry,
+        }
+    }
+
+    /// The runner's report of one run: the container's exit code and the result JSON it
+    /// wrote as its termination message (absent when the pod is gone or the runner crashed
+    /// before writing it).
+    #[derive(Clone, Debug, Default, PartialEq, Eq)]
+    pub struct RunnerReport {
+        pub exit_code: i32,
+        /// `status` of the result (`failed`, `refused`, …).
+        pub result: Option<String>,
+        /// `failedTask` of the result.
+        pub failed_task: Option<String>,
+        /// `message` of the result, or the raw termination message when it is not JSON.
+        pub message: Option<String>,
+    }
+
+    impl RunnerReport {
+        /// Reads the runner's termination message (the result JSON of the contract; any other
+        /// text is kept as the message). Strings are bounded to what status can hold.
+        pub fn parse(exit_code: i32, termination_message: Option<&str>) -> Self {
+            let mut report = RunnerReport {
+                exit_code,
+                ..Default::default()
+            };
+            let Some(text) = termination_message.map(str::trim).filter(|t| !t.is_empty()) else {
+                return report;
+            };
+            let field = |v: &serde_json::Value, k: &str, max: usize| {
+                v.get(k)
+                    .and_then(|x| x.as_str())
+                    .map(|x| bounded(x, max))
+                    .filter(|x| !x.is_empty())
+            };
+            match serde_json::from_str::<serde_json::Value>(text) {
+                Ok(v) if v.is_object() => {
+                    report.result = field(&v, "status", 32);
+                    report.failed_task = field(&v, "failedTask", 512);
+                    report.message = field(&v, "message", 1024);
+                }
+                _ => report.message = Some(bounded(text, 1024)),
+            }
+            report
+        }
+    }
+
+    /// At most `max` bytes of `s` on a char boundary, control characters replaced.
+    fn bounded(s: &str, max: usize) -> String {
+        let clean: String = s
+            .chars()
+            .map(|c| if c.is_control() && c != '\n' { ' ' } else { c })
+            .collect();
+        if clean.len() <= max {
+            return clean;
+        }
+        let mut end = max;
+        while !clean.is_char_boundary(end) {
+            end -= 1;
+        }
+        clean[..end].to_owned()
+    }
 }
 
 /// Operator configuration the Job builder needs.
@@ -201,7 +285,7 @@ pub fn job(req: &JobRequest<'_>, settings: &JobSettings) -> Result<Job, BuildErr
                         "seccompProfile": {"type": "RuntimeDefault"},
                     },
                     "containers": [{
-                        "name": "runner",
+                        "name": contract::CONTAINER,
                         "image": settings.image,
                         "command": [contract::COMMAND],
                         "env": [

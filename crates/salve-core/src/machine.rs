@@ -7,6 +7,7 @@
 
 use std::time::Duration;
 
+use crate::job::contract::{AfterFailure, RunnerReport, after_failure};
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use salve_api::conditions::reasons as r;
@@ -124,6 +125,11 @@ pub struct Observed<'a> {
     pub recent_occurrences: u32,
     /// Dry run requested on this incident (spec or annotation).
     pub dry_run: bool,
+    /// The runner's report for the latest attempt's finished Job (exit code and result), when
+    /// its pod could be read.
+    pub runner: Option<RunnerReport>,
+    /// Why the next attempt's Job cannot be built from the decision, if it cannot.
+    pub job_invalid: Option<String>,
 }
 
 impl Default for Observed<'_> {
@@ -141,6 +147,8 @@ impl Default for Observed<'_> {
             hold: None,
             recent_occurrences: 1,
             dry_run: false,
+            runner: None,
+            job_invalid: None,
         }
     }
 }
@@ -276,6 +284,13 @@ fn start_attempt(
         };
         return s.stay(msg, Some(wait));
     }
+    if let Some(why) = &o.job_invalid {
+        return escalate(
+            s,
+            r::JOB_INVALID,
+            format!("attempt {n} cannot start: {why}"),
+        );
+    }
     s.status.attempts.push(Attempt {
         number: n,
         job: salve_api::names::job_name(o.incident, n),
@@ -284,6 +299,9 @@ fn start_attempt(
         outcome: None,
         dry_run,
         message: None,
+        exit_code: None,
+        result: None,
+        failed_task: None,
     });
     s = s.go(Phase::Executing, reason, why);
     if !dry_run {
@@ -605,7 +623,13 @@ pub fn next(
                 }
                 JobState::Succeeded { finished } => {
                     let mut s = s;
-                    let dry = finish(&mut s.status, *finished, AttemptOutcome::Succeeded, None);
+                    let dry = finish(
+                        &mut s.status,
+                        *finished,
+                        AttemptOutcome::Succeeded,
+                        None,
+                        o.runner.as_ref(),
+                    );
                     if dry {
                         return s
                             .go(
@@ -635,15 +659,44 @@ pub fn next(
                     } else {
                         AttemptOutcome::Failed
                     };
-                    let dry = finish(&mut s.status, *finished, outcome, Some(reason.clone()));
+                    let dry = finish(
+                        &mut s.status,
+                        *finished,
+                        outcome,
+                        Some(reason.clone()),
+                        o.runner.as_ref(),
+                    );
+                    // The runner's exit code says whether running again can help; a run cut
+                    // off by its deadline left the target half-done, so a human looks first.
+                    let after = match (&o.runner, *timed_out) {
+                        (Some(run), _) => after_failure(run.exit_code),
+                        (None, true) => AfterFailure::Escalate(r::REMEDIATION_TERMINATED),
+                        (None, false) => AfterFailure::Retry,
+                    };
+                    let why = match &o.runner {
+                        Some(run) => format!(
+                            "attempt {n} failed: {reason}; runner exit {}{}{}",
+                            run.exit_code,
+                            run.result
+                                .as_deref()
+                                .map(|x| format!(" ({x})"))
+                                .unwrap_or_default(),
+                            run.failed_task
+                                .as_deref()
+                                .map(|t| format!(" at task \"{t}\""))
+                                .unwrap_or_default(),
+                        ),
+                        None => format!("attempt {n} failed: {reason}"),
+                    };
                     retry_or_escalate(
                         s,
                         o,
                         n,
                         attempts_allowed(entry),
                         dry,
+                        after,
                         r::JOB_FAILED,
-                        format!("attempt {n} failed: {reason}"),
+                        why,
                     )
                     .done()
                 }
@@ -691,6 +744,7 @@ pub fn next(
                         n,
                         attempts_allowed(entry),
                         false,
+                        AfterFailure::Retry,
                         r::STILL_FIRING,
                         why,
                     )
@@ -723,16 +777,23 @@ pub fn next(
 /// The reason an escalate decision carries: the engine prefixes its validation outcome with
 /// a PascalCase kind (`NoCandidate: …`, `InvalidDecision: …`).
 fn escalate_reason(d: &Decision) -> &'static str {
-    let kind = d.validation.split(':').next().unwrap_or_default().trim();
-    if kind.eq_ignore_ascii_case("NoCandidate")
-        || kind.eq_ignore_ascii_case("no candidate matches the alert")
-    {
-        r::NO_CANDIDATE
-    } else if kind.starts_with("Invalid") || kind.starts_with("invalid") {
+    // The engine writes `Reason: detail` into `validation` for every escalation it makes.
+    let head = d.validation.split(':').next().unwrap_or_default().trim();
+    [
+        r::NO_CANDIDATE,
+        r::INVALID_DECISION,
+        r::LLM_UNAVAILABLE,
+        r::LLM_DISABLED,
+        r::TOKEN_BUDGET_EXCEEDED,
+        r::PROMPT_TOO_LARGE,
+    ]
+    .into_iter()
+    .find(|known| head.eq_ignore_ascii_case(known))
+    .unwrap_or(if head.to_ascii_lowercase().starts_with("invalid") {
         r::INVALID_DECISION
     } else {
         r::LLM_ESCALATED
-    }
+    })
 }
 
 /// Marks the last attempt finished; returns whether it was a dry run.
@@ -741,24 +802,34 @@ fn finish(
     at: Timestamp,
     outcome: AttemptOutcome,
     message: Option<String>,
+    runner: Option<&RunnerReport>,
 ) -> bool {
     match status.attempts.last_mut() {
         Some(a) => {
             a.finished_at = Some(time(at));
             a.outcome = Some(outcome);
-            a.message = message;
+            let said = runner.and_then(|r| r.message.clone());
+            a.message = match (message, said) {
+                (Some(m), Some(r)) => Some(bound(&format!("{m} — runner: {r}"), 2048)),
+                (m, r) => m.or(r).map(|x| bound(&x, 2048)),
+            };
+            a.exit_code = runner.map(|r| r.exit_code);
+            a.result = runner.and_then(|r| r.result.clone());
+            a.failed_task = runner.and_then(|r| r.failed_task.clone());
             a.dry_run
         }
         None => false,
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn retry_or_escalate(
     s: Step,
     o: &Observed<'_>,
     n: u32,
     allowed: u32,
     dry_run: bool,
+    after: AfterFailure,
     reason: &'static str,
     why: String,
 ) -> Step {
@@ -772,6 +843,13 @@ fn retry_or_escalate(
     if let Some(by) = &o.cancelled_by {
         let msg = format!("{why}; cancelled by {by}, no further attempt");
         return s.go(Phase::Cancelled, r::CANCELLED, msg);
+    }
+    if let AfterFailure::Escalate(not_retryable) = after {
+        return escalate(
+            s,
+            not_retryable,
+            format!("{why}; not retried: running again cannot help or is unsafe"),
+        );
     }
     if n < allowed {
         let mut s = start_attempt(
@@ -804,4 +882,16 @@ impl Transition {
         self.requeue = Some(d);
         self
     }
+}
+
+/// At most `max` bytes of `s`, cut on a char boundary.
+fn bound(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_owned();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_owned()
 }

@@ -9,6 +9,7 @@ use salve_api::{
     Approval, Attempt, AttemptOutcome, CatalogEntry, Decision, DecisionSource, IncidentStatus,
     Phase, Risk,
 };
+use salve_core::job::contract::RunnerReport;
 use salve_core::{Effect, Gates, Hold, JobState, Notice, Observed, Transition, Verification, next};
 use serde_json::json;
 
@@ -53,7 +54,7 @@ fn decision(playbook: Option<&str>) -> Decision {
         validation: if playbook.is_some() {
             "valid".into()
         } else {
-            "no candidate matches the alert".into()
+            "NoCandidate: no valid catalog entry matches alert \"X\"".into()
         },
         decided_at: Time(t0()),
     }
@@ -85,6 +86,9 @@ fn with_attempts(mut s: IncidentStatus, n: u32, finished: Option<Timestamp>) -> 
             },
             dry_run: false,
             message: None,
+            exit_code: None,
+            result: None,
+            failed_task: None,
         });
     }
     s
@@ -253,7 +257,13 @@ fn an_escalate_decision_escalates_with_its_reason() {
     let t = run(Some(&s), &obs(&e), t0());
     assert_eq!(t.status.phase, Phase::Escalated);
     assert_eq!(t.status.reason.as_deref(), Some("NoCandidate"));
-    assert!(t.status.message.as_ref().unwrap().contains("no candidate"));
+    assert!(
+        t.status
+            .message
+            .as_ref()
+            .unwrap()
+            .contains("no valid catalog entry")
+    );
     assert!(notifies(&t, Notice::Escalated));
     assert!(
         t.effects
@@ -508,6 +518,33 @@ fn a_failed_job_with_no_attempts_left_escalates() {
     let o = Observed {
         job: JobState::Failed {
             finished: at(5),
+            reason: "BackoffLimitExceeded".into(),
+            timed_out: false,
+        },
+        ..obs(&e)
+    };
+    let t = run(Some(&s), &o, at(6));
+    assert_eq!(t.status.phase, Phase::Escalated);
+    assert_eq!(t.status.reason.as_deref(), Some("AttemptsExhausted"));
+    assert_eq!(t.status.attempts[1].outcome, Some(AttemptOutcome::Failed));
+    assert_eq!(creates_job(&t), None);
+}
+
+fn failed_job() -> JobState {
+    JobState::Failed {
+        finished: at(5),
+        reason: "BackoffLimitExceeded: Job has reached the specified backoff limit".into(),
+        timed_out: false,
+    }
+}
+
+#[test]
+fn a_job_cut_off_by_its_deadline_escalates_even_with_attempts_left() {
+    let e = entry(Risk::Low);
+    let s = with_attempts(status(Phase::Executing), 1, None);
+    let o = Observed {
+        job: JobState::Failed {
+            finished: at(5),
             reason: "DeadlineExceeded".into(),
             timed_out: true,
         },
@@ -515,9 +552,173 @@ fn a_failed_job_with_no_attempts_left_escalates() {
     };
     let t = run(Some(&s), &o, at(6));
     assert_eq!(t.status.phase, Phase::Escalated);
-    assert_eq!(t.status.reason.as_deref(), Some("AttemptsExhausted"));
-    assert_eq!(t.status.attempts[1].outcome, Some(AttemptOutcome::TimedOut));
+    assert_eq!(t.status.reason.as_deref(), Some("RemediationTerminated"));
+    assert_eq!(t.status.attempts[0].outcome, Some(AttemptOutcome::TimedOut));
     assert_eq!(creates_job(&t), None);
+    assert!(notifies(&t, Notice::Escalated));
+}
+
+#[test]
+fn runner_exit_codes_decide_between_retry_and_escalation() {
+    // docs/job-contract.md: 3, 4, 64, 143 never retry; 2, 5, 6, 70 and unknown codes do.
+    let e = entry(Risk::Low);
+    for (code, want) in [
+        (2, None),
+        (5, None),
+        (6, None),
+        (70, None),
+        (137, None),
+        (3, Some("ParamsRejected")),
+        (4, Some("PreCheckRefused")),
+        (64, Some("JobContractError")),
+        (143, Some("RemediationTerminated")),
+    ] {
+        let s = with_attempts(status(Phase::Executing), 1, None);
+        let o = Observed {
+            job: failed_job(),
+            runner: Some(RunnerReport {
+                exit_code: code,
+                result: Some("whatever".into()),
+                failed_task: Some("Pre-check - unit is installed".into()),
+                message: Some("unit foo.service is not installed on web-3".into()),
+            }),
+            ..obs(&e)
+        };
+        let t = run(Some(&s), &o, at(6));
+        let a = &t.status.attempts[0];
+        assert_eq!(a.exit_code, Some(code));
+        assert_eq!(
+            a.failed_task.as_deref(),
+            Some("Pre-check - unit is installed")
+        );
+        assert!(
+            a.message
+                .as_deref()
+                .unwrap()
+                .contains("not installed on web-3"),
+            "{a:?}"
+        );
+        match want {
+            None => {
+                assert_eq!(t.status.phase, Phase::Executing, "exit {code}");
+                assert_eq!(creates_job(&t), Some((2, false)), "exit {code}");
+            }
+            Some(reason) => {
+                assert_eq!(t.status.phase, Phase::Escalated, "exit {code}");
+                assert_eq!(t.status.reason.as_deref(), Some(reason), "exit {code}");
+                assert_eq!(creates_job(&t), None, "exit {code}");
+                let msg = t.status.message.as_deref().unwrap();
+                assert!(msg.contains(&format!("runner exit {code}")), "{msg}");
+                assert!(msg.contains("Pre-check - unit is installed"), "{msg}");
+            }
+        }
+    }
+}
+
+#[test]
+fn a_refused_dry_run_is_recorded_and_pages_nobody() {
+    let e = entry(Risk::Low);
+    let mut s = with_attempts(status(Phase::Executing), 1, None);
+    s.attempts[0].dry_run = true;
+    let o = Observed {
+        job: failed_job(),
+        runner: Some(RunnerReport {
+            exit_code: 4,
+            result: Some("refused".into()),
+            ..Default::default()
+        }),
+        ..obs(&e)
+    };
+    let t = run(Some(&s), &o, at(6));
+    assert_eq!(t.status.phase, Phase::Resolved);
+    assert_eq!(t.status.reason.as_deref(), Some("DryRunComplete"));
+    assert_eq!(t.status.attempts[0].result.as_deref(), Some("refused"));
+    assert!(!t.effects.iter().any(|e| matches!(e, Effect::Notify(_))));
+}
+
+#[test]
+fn a_job_that_cannot_be_built_escalates_instead_of_looping() {
+    let e = entry(Risk::Low);
+    let s = status(Phase::Decided);
+    let o = Observed {
+        job_invalid: Some("params Secret would exceed 1 MiB".into()),
+        ..obs(&e)
+    };
+    let t = run(Some(&s), &o, t0());
+    assert_eq!(t.status.phase, Phase::Escalated);
+    assert_eq!(t.status.reason.as_deref(), Some("JobInvalid"));
+    assert_eq!(creates_job(&t), None);
+    assert!(t.status.attempts.is_empty());
+}
+
+#[test]
+fn every_engine_escalation_reason_reaches_status() {
+    let e = entry(Risk::Low);
+    for reason in [
+        "NoCandidate",
+        "InvalidDecision",
+        "LlmUnavailable",
+        "LlmDisabled",
+        "TokenBudgetExceeded",
+        "PromptTooLarge",
+    ] {
+        let mut s = status(Phase::Decided);
+        let mut d = decision(None);
+        d.validation = format!("{reason}: detail");
+        s.decision = Some(d);
+        let t = run(Some(&s), &obs(&e), t0());
+        assert_eq!(t.status.phase, Phase::Escalated);
+        assert_eq!(t.status.reason.as_deref(), Some(reason));
+    }
+    // An LLM that chose to escalate (validation "valid") keeps the generic reason.
+    let mut s = status(Phase::Decided);
+    s.decision = Some(decision(None));
+    s.decision.as_mut().unwrap().validation = "valid".into();
+    let t = run(Some(&s), &obs(&e), t0());
+    assert_eq!(t.status.reason.as_deref(), Some("LlmEscalated"));
+}
+
+#[test]
+fn the_runner_report_is_parsed_bounded_and_never_trusted_blindly() {
+    let full = r#"{"status": "not_fixed", "exitCode": 5, "failedTask": "Verify - free space",
+        "message": "/ on web-3 still has only 0.8 GiB"}"#;
+    let r = RunnerReport::parse(5, Some(full));
+    assert_eq!(r.exit_code, 5);
+    assert_eq!(r.result.as_deref(), Some("not_fixed"));
+    assert_eq!(r.failed_task.as_deref(), Some("Verify - free space"));
+    assert_eq!(
+        r.message.as_deref(),
+        Some("/ on web-3 still has only 0.8 GiB")
+    );
+    // The exit code comes from the container status, not from the message.
+    assert_eq!(RunnerReport::parse(2, Some(full)).exit_code, 2);
+    // Not JSON: kept as text. Empty: nothing.
+    let r = RunnerReport::parse(70, Some("Traceback (most recent call last):\x1b[31m"));
+    assert_eq!(r.result, None);
+    assert!(r.message.unwrap().starts_with("Traceback"));
+    assert_eq!(
+        RunnerReport::parse(1, Some("  ")),
+        RunnerReport {
+            exit_code: 1,
+            ..Default::default()
+        }
+    );
+    assert_eq!(RunnerReport::parse(1, None).message, None);
+    // JSON that is not an object, wrong types, and oversized strings.
+    assert_eq!(
+        RunnerReport::parse(2, Some("[1,2]")).message.as_deref(),
+        Some("[1,2]")
+    );
+    let r = RunnerReport::parse(2, Some(r#"{"status": 7, "failedTask": ["x"]}"#));
+    assert_eq!((r.result, r.failed_task), (None, None));
+    let huge = format!(
+        r#"{{"status": "{}", "message": "{}"}}"#,
+        "é".repeat(100),
+        "x".repeat(100_000)
+    );
+    let r = RunnerReport::parse(2, Some(&huge));
+    assert!(r.result.unwrap().len() <= 32);
+    assert!(r.message.unwrap().len() <= 1024);
 }
 
 #[test]

@@ -52,14 +52,10 @@ pub const VALID: &str = "valid";
 const RULES_FALLBACK_PREFIX: &str = "rules fallback";
 /// Reason: the rules decided because the LLM could not be used.
 pub const RULES_FALLBACK: &str = "RulesFallback";
-/// Reason: escalated because the LLM failed and the rules could not decide.
-pub const LLM_UNAVAILABLE: &str = "LlmUnavailable";
-/// Reason: escalated because no LLM is configured and the rules could not decide.
-pub const LLM_DISABLED: &str = "LlmDisabled";
-/// Reason: escalated because the daily token budget is spent.
-pub const TOKEN_BUDGET_EXCEEDED: &str = "TokenBudgetExceeded";
-/// Reason: escalated because the prompt would exceed the per-decision cap.
-pub const PROMPT_TOO_LARGE: &str = "PromptTooLarge";
+// Escalation reasons live in salve-api, where the state machine reads them back.
+pub use salve_api::conditions::reasons::{
+    LLM_DISABLED, LLM_UNAVAILABLE, PROMPT_TOO_LARGE, TOKEN_BUDGET_EXCEEDED,
+};
 
 /// Everything the engine needs.
 #[derive(Debug, Clone)]

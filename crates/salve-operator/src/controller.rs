@@ -11,8 +11,8 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Patch, PatchParams, PostParams};
+use k8s_openapi::api::core::v1::{Pod, Secret};
+use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::reflector::Store;
@@ -20,6 +20,7 @@ use kube::{Api, Client, Resource, ResourceExt};
 use salve_api::{
     AlertSnapshot, CatalogEntry, Decision, Incident, IncidentStatus, Phase, PlaybookCatalog, keys,
 };
+use salve_core::job::contract::RunnerReport;
 use salve_core::job::{JobRequest, JobSettings};
 use salve_core::{Effect, Gates, Hold, JobState, Observed, next};
 use tracing::{info, instrument, warn};
@@ -312,6 +313,7 @@ pub async fn reconcile(inc: Arc<Incident>, ctx: Arc<Ctx>) -> Result<Action, Erro
     };
     if let (Some(d), Some(e)) = (&decision, &entry) {
         observed.hold = ctx.hold(&inc, e, d, now);
+        observed.job_invalid = render_problem(&ctx, &inc, &ns, e, d);
     }
     let attempt = status
         .as_ref()
@@ -324,6 +326,12 @@ pub async fn reconcile(inc: Arc<Incident>, ctx: Arc<Ctx>) -> Result<Action, Erro
             .await
             .map_err(|source| Error::ReadJob { attempt: n, source })?;
         observed.job = job_state(job.as_ref());
+        if matches!(
+            observed.job,
+            JobState::Succeeded { .. } | JobState::Failed { .. }
+        ) {
+            observed.runner = runner_report(&ctx, &ns, &salve_api::names::job_name(&name, n)).await;
+        }
     }
     if phase == Phase::Verifying && observed.alert_resolved_at.is_none() {
         let stabilized = status
@@ -427,6 +435,56 @@ fn truncate(s: &str, max: usize) -> String {
         end -= 1;
     }
     format!("{}…", &s[..end])
+}
+
+/// Why the Job for `decision` cannot be built (checked before any attempt starts, so a
+/// decision that can never become a Job escalates instead of failing every reconcile).
+fn render_problem(
+    ctx: &Ctx,
+    inc: &Incident,
+    ns: &str,
+    entry: &CatalogEntry,
+    decision: &Decision,
+) -> Option<String> {
+    let uid = inc.meta().uid.clone().unwrap_or_default();
+    let name = inc.name_any();
+    let empty = serde_json::json!({});
+    let req = JobRequest {
+        incident: &name,
+        namespace: ns,
+        incident_uid: &uid,
+        attempt: 1,
+        dry_run: false,
+        entry,
+        params: decision.params.as_ref().unwrap_or(&empty),
+    };
+    salve_core::job::params_secret(&req)
+        .and_then(|_| salve_core::job::job(&req, &ctx.job_settings))
+        .err()
+        .map(|e| e.to_string())
+}
+
+/// The runner's exit code and result, from the terminated container of the Job's pod. `None`
+/// when the pod is gone or unreadable: the Job's own condition still decides the outcome.
+async fn runner_report(ctx: &Ctx, ns: &str, job: &str) -> Option<RunnerReport> {
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
+    let lp = ListParams::default().labels(&format!("batch.kubernetes.io/job-name={job}"));
+    let list = match pods.list(&lp).await {
+        Ok(l) => l,
+        Err(e) => {
+            warn!(error = %e, job, "reading the runner's result from its pod failed; the Job's condition decides alone");
+            return None;
+        }
+    };
+    // backoffLimit is 0, so there is one pod; take the latest terminated runner container.
+    list.items
+        .iter()
+        .filter_map(|p| p.status.as_ref()?.container_statuses.as_ref())
+        .flatten()
+        .filter(|c| c.name == salve_core::job::contract::CONTAINER)
+        .filter_map(|c| c.state.as_ref()?.terminated.as_ref())
+        .max_by_key(|t| t.finished_at.as_ref().map(|f| f.0))
+        .map(|t| RunnerReport::parse(t.exit_code, t.message.as_deref()))
 }
 
 async fn create_job(
