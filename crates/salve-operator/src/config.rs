@@ -85,6 +85,28 @@ pub struct OperatorArgs {
     /// Address for /metrics, /healthz and /readyz.
     #[arg(long, env = "SALVE_METRICS_ADDR", default_value = "0.0.0.0:8080")]
     pub metrics_addr: SocketAddr,
+    /// Elect a leader on a Lease so that only one replica acts (`--leader-elect=false` for a
+    /// single local run).
+    #[arg(
+        long,
+        env = "SALVE_LEADER_ELECT",
+        default_value_t = true,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub leader_elect: bool,
+    /// Namespace of the election Lease (default: $POD_NAMESPACE, else --namespace).
+    #[arg(long, env = "SALVE_LEADER_ELECTION_NAMESPACE")]
+    pub leader_election_namespace: Option<String>,
+    /// Name of the election Lease.
+    #[arg(
+        long,
+        env = "SALVE_LEADER_ELECTION_LEASE",
+        default_value = "salve-operator"
+    )]
+    pub leader_election_lease: String,
 }
 
 fn parse_kv(s: &str) -> Result<(String, String), String> {
@@ -125,6 +147,84 @@ impl OperatorArgs {
     }
 }
 
+/// Where and as whom to stand for election.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Election {
+    pub namespace: String,
+    pub lease: String,
+    pub identity: String,
+}
+
+impl OperatorArgs {
+    /// The election settings, `None` with `--leader-elect=false`. Reads `POD_NAMESPACE` and
+    /// `POD_NAME` (the downward API) from the environment.
+    pub fn election(&self) -> Result<Option<Election>, String> {
+        if !self.leader_elect {
+            return Ok(None);
+        }
+        let namespace = election_namespace(
+            self.leader_election_namespace.as_deref(),
+            std::env::var("POD_NAMESPACE").ok().as_deref(),
+            self.namespace.as_deref(),
+        )
+        .ok_or_else(|| {
+            "leader election needs a namespace for its Lease: set --leader-election-namespace \
+             (or POD_NAMESPACE, or --namespace), or run a single replica with --leader-elect=false"
+                .to_owned()
+        })?;
+        if self.leader_election_lease.trim().is_empty() {
+            return Err("--leader-election-lease must not be empty".into());
+        }
+        Ok(Some(Election {
+            namespace,
+            lease: self.leader_election_lease.clone(),
+            identity: identity(std::env::var("POD_NAME").ok().as_deref(), &hostname()),
+        }))
+    }
+}
+
+/// The Lease's namespace: the flag, else the pod's namespace, else the watched namespace.
+pub fn election_namespace(
+    flag: Option<&str>,
+    pod_namespace: Option<&str>,
+    watched: Option<&str>,
+) -> Option<String> {
+    [flag, pod_namespace, watched]
+        .into_iter()
+        .flatten()
+        .map(str::trim)
+        .find(|s| !s.is_empty())
+        .map(str::to_owned)
+}
+
+/// This replica's identity in the election: the pod name when running in Kubernetes, else the
+/// host name with a random suffix (two local runs on one host must not share an identity).
+pub fn identity(pod_name: Option<&str>, host: &str) -> String {
+    match pod_name.map(str::trim).filter(|s| !s.is_empty()) {
+        Some(pod) => pod.to_owned(),
+        None => {
+            let suffix: String = {
+                use rand::RngExt;
+                rand::rng()
+                    .sample_iter(rand::distr::Alphanumeric)
+                    .take(8)
+                    .map(|b| char::from(b).to_ascii_lowercase())
+                    .collect()
+            };
+            format!("{host}-{suffix}")
+        }
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "salve".into())
+}
+
 /// Reads a secret URL from a file; the value is never logged.
 pub fn read_secret_url(path: &std::path::Path) -> Result<url::Url, String> {
     let raw =
@@ -146,5 +246,93 @@ impl OperatorArgs {
             daily_token_budget: self.llm_daily_token_budget,
             ..Default::default()
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: OperatorArgs,
+    }
+
+    fn parse(extra: &[&str]) -> OperatorArgs {
+        let mut argv = vec!["salve"];
+        argv.extend_from_slice(extra);
+        Cli::try_parse_from(argv).unwrap().args
+    }
+
+    #[test]
+    fn leader_election_is_on_by_default_and_can_be_turned_off() {
+        assert!(parse(&[]).leader_elect);
+        assert!(parse(&["--leader-elect"]).leader_elect);
+        assert!(parse(&["--leader-elect=true"]).leader_elect);
+        assert!(!parse(&["--leader-elect=false"]).leader_elect);
+        assert!(!parse(&["--leader-elect=false", "--namespace", "x"]).leader_elect);
+        assert_eq!(parse(&[]).leader_election_lease, "salve-operator");
+        assert_eq!(
+            parse(&["--leader-election-lease", "other"]).leader_election_lease,
+            "other"
+        );
+        assert!(
+            parse(&["--leader-elect=false"])
+                .election()
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn the_lease_namespace_is_the_flag_then_the_pod_namespace_then_the_watched_one() {
+        assert_eq!(
+            election_namespace(Some("a"), Some("b"), Some("c")).as_deref(),
+            Some("a")
+        );
+        assert_eq!(
+            election_namespace(None, Some("b"), Some("c")).as_deref(),
+            Some("b")
+        );
+        assert_eq!(
+            election_namespace(Some(" "), Some(""), Some("c")).as_deref(),
+            Some("c")
+        );
+        assert_eq!(election_namespace(None, None, None), None);
+    }
+
+    #[test]
+    fn without_any_namespace_election_fails_with_a_hint() {
+        if std::env::var_os("POD_NAMESPACE").is_some() {
+            return; // the environment answers the question
+        }
+        let err = parse(&[]).election().unwrap_err();
+        assert!(err.contains("--leader-election-namespace"), "{err}");
+        assert!(err.contains("--leader-elect=false"), "{err}");
+        let ok = parse(&["--namespace", "team-a"])
+            .election()
+            .unwrap()
+            .unwrap();
+        assert_eq!(ok.namespace, "team-a");
+        assert_eq!(ok.lease, "salve-operator");
+    }
+
+    #[test]
+    fn identity_is_the_pod_name_else_host_plus_a_random_suffix() {
+        assert_eq!(
+            identity(Some("salve-7d9f-abcde"), "host"),
+            "salve-7d9f-abcde"
+        );
+        let a = identity(None, "host");
+        let b = identity(Some(""), "host");
+        assert!(
+            a.starts_with("host-") && a.len() == "host-".len() + 8,
+            "{a}"
+        );
+        assert!(b.starts_with("host-"), "{b}");
+        assert_ne!(a, b, "two local runs must not share an identity");
     }
 }

@@ -4,6 +4,7 @@
 pub mod catalog;
 pub mod config;
 pub mod controller;
+pub mod lease;
 pub mod metrics;
 pub mod notify;
 pub mod verify;
@@ -54,6 +55,21 @@ pub enum StartError {
     Notify(String),
     #[error("serving metrics: {0}")]
     Serve(#[from] std::io::Error),
+    #[error("leader election: {0}")]
+    Election(String),
+    #[error(
+        "lost leadership ({0}): stopped acting; exiting so that Kubernetes restarts this replica as a standby"
+    )]
+    LostLeadership(lease::Lost),
+}
+
+/// Aborts a spawned task when dropped, so that an aborted `run_with` leaves nothing running.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 async fn require_crds(client: &Client) -> Result<(), StartError> {
@@ -68,6 +84,12 @@ async fn require_crds(client: &Client) -> Result<(), StartError> {
 
 /// Runs the operator until SIGTERM/SIGINT, with the given decider (tests inject the engine
 /// with a scripted LLM; production uses the configured engine).
+///
+/// With leader election (the default) the replica serves /healthz, /readyz and /metrics at
+/// once but runs the controllers only while it holds the Lease. On SIGTERM the leader stops
+/// its controllers and releases the Lease, so a standby takes over at once. A leader that
+/// cannot renew in time stops its controllers and returns [`StartError::LostLeadership`]
+/// (the `salve` binary then exits non-zero and Kubernetes restarts it as a standby).
 pub async fn run_with(
     args: OperatorArgs,
     client: Client,
@@ -75,6 +97,9 @@ pub async fn run_with(
     mut registry: Registry,
 ) -> Result<(), StartError> {
     require_crds(&client).await?;
+    let election = args.election().map_err(StartError::Election)?;
+    let timings = lease::Timings::default();
+    timings.validate().map_err(StartError::Election)?;
     let read = |p: &Option<std::path::PathBuf>| -> Result<Option<url::Url>, StartError> {
         p.as_deref()
             .map(config::read_secret_url)
@@ -117,6 +142,12 @@ pub async fn run_with(
 
     let metrics = metrics::Metrics::default();
     metrics.register(&mut registry);
+    let leader = prometheus_client::metrics::gauge::Gauge::<i64>::default();
+    registry.sub_registry_with_prefix("salve_operator").register(
+        "leader",
+        "1 while this replica runs the controllers (holds the election Lease, or leader election is off), else 0",
+        leader.clone(),
+    );
     let controller = Controller::new(incidents, watcher::Config::default()).owns(
         jobs_api,
         watcher::Config::default().labels(&controller::job_selector()),
@@ -145,7 +176,8 @@ pub async fn run_with(
 
     let registry = Arc::new(registry);
     let listener = tokio::net::TcpListener::bind(args.metrics_addr).await?;
-    info!(addr = %args.metrics_addr, "serving /metrics, /healthz, /readyz");
+    let addr = listener.local_addr()?;
+    info!(%addr, "serving /metrics, /healthz, /readyz");
     let app = axum::Router::new()
         .route("/healthz", axum::routing::get(|| async { "ok" }))
         .route("/readyz", axum::routing::get(|| async { "ok" }))
@@ -173,11 +205,11 @@ pub async fn run_with(
                 }
             }),
         );
-    let server = tokio::spawn(async move {
+    let _server = AbortOnDrop(tokio::spawn(async move {
         axum::serve(listener, app)
             .with_graceful_shutdown(shutdown_signal())
             .await
-    });
+    }));
 
     let catalog_ctx = Arc::new(catalog::CatalogCtx {
         client: client.clone(),
@@ -196,14 +228,62 @@ pub async fn run_with(
                 tracing::debug!(error = %e, "controller event");
             }
         });
-    info!("salve operator started");
+    let controllers = async move {
+        tokio::select! {
+            _ = futures::future::join(incident_controller, catalog_controller) => {}
+            _ = jobs_drain => { error!("the Job watch ended") }
+        }
+    };
+
+    let Some(election) = election else {
+        info!("leader election is off: this replica acts alone");
+        leader.set(1);
+        info!("salve operator started");
+        controllers.await;
+        leader.set(0);
+        info!("salve operator stopped");
+        return Ok(());
+    };
+    let mut elector = lease::Elector::new(
+        client.clone(),
+        &election.namespace,
+        &election.lease,
+        &election.identity,
+        timings,
+    );
+    info!(
+        identity = %election.identity,
+        lease = %format!("{}/{}", election.namespace, election.lease),
+        handover_bound_s = timings.handover_bound().as_secs(),
+        "standing for election; the controllers start once this replica holds the lease"
+    );
     tokio::select! {
-        _ = futures::future::join(incident_controller, catalog_controller) => {}
-        _ = jobs_drain => { error!("the Job watch ended") }
+        _ = elector.acquire() => {}
+        _ = shutdown_signal() => {
+            info!("salve operator stopped before it led");
+            return Ok(());
+        }
     }
-    server.abort();
-    info!("salve operator stopped");
-    Ok(())
+    leader.set(1);
+    info!(identity = %election.identity, "acquired the lease: leading; salve operator started");
+    let outcome = tokio::select! {
+        // Checked first on every wake-up: a lost lease wins over any pending work.
+        biased;
+        lost = elector.hold() => Err(lost),
+        _ = controllers => Ok(()),
+    };
+    leader.set(0);
+    match outcome {
+        Ok(()) => {
+            elector.release().await;
+            info!("salve operator stopped");
+            Ok(())
+        }
+        Err(lost) => {
+            error!(identity = %election.identity, reason = %lost, "lost the lease: stopped the controllers; exiting");
+            Err(StartError::LostLeadership(lost))
+        }
+    }
 }
 
 /// Runs the operator with the engine built from `args`.
