@@ -78,6 +78,17 @@ impl ValidEntry {
             .get("type")?
             .as_str()
     }
+
+    /// The declared `items.type` of an array param.
+    pub(crate) fn item_type(&self, name: &str) -> Option<&str> {
+        self.entry
+            .parameters
+            .get("properties")?
+            .get(name)?
+            .get("items")?
+            .get("type")?
+            .as_str()
+    }
 }
 
 /// The result of checking one catalog.

@@ -105,25 +105,37 @@ pub fn complete<'a>(
 }
 
 /// Renders every template whose fields exist on the alert, typed after the schema: a param
-/// declared `integer`, `number` or `boolean` gets the parsed value when the text parses.
+/// declared `integer`, `number` or `boolean` gets the parsed value when the text parses; a
+/// param declared `array` gets a one-element array of the (typed) text. The text is never
+/// split: a label holding "web-1,web-2" must not widen a remediation to more hosts than the
+/// alert is about (the schema's item pattern then refuses it).
 fn render(entry: &ValidEntry, alert: &AlertSnapshot) -> Map<String, Value> {
     let mut params = Map::new();
     for (param, template) in &entry.templates {
         let Some(text) = template.render(alert) else {
             continue;
         };
-        let typed = match entry.param_type(param) {
-            Some("integer") => text.parse::<i64>().map(Value::from).ok(),
-            Some("number") => text
-                .parse::<f64>()
-                .ok()
-                .and_then(|f| serde_json::Number::from_f64(f).map(Value::Number)),
-            Some("boolean") => text.parse::<bool>().map(Value::Bool).ok(),
-            _ => None,
+        let value = match entry.param_type(param) {
+            Some("array") => Value::Array(vec![typed(entry.item_type(param), text)]),
+            other => typed(other, text),
         };
-        params.insert(param.clone(), typed.unwrap_or(Value::String(text)));
+        params.insert(param.clone(), value);
     }
     params
+}
+
+/// `text` as the JSON type `ty` when it parses as one; otherwise the string.
+fn typed(ty: Option<&str>, text: String) -> Value {
+    let parsed = match ty {
+        Some("integer") => text.parse::<i64>().map(Value::from).ok(),
+        Some("number") => text
+            .parse::<f64>()
+            .ok()
+            .and_then(|f| serde_json::Number::from_f64(f).map(Value::Number)),
+        Some("boolean") => text.parse::<bool>().map(Value::Bool).ok(),
+        _ => None,
+    };
+    parsed.unwrap_or(Value::String(text))
 }
 
 #[cfg(test)]
@@ -183,6 +195,42 @@ mod tests {
         );
         let choice = complete(&r.catalogs[0].valid[0], &a).expect("complete");
         assert_eq!(choice.params, json!({"host": "web-3", "min_free_gb": 5}));
+    }
+
+    #[test]
+    fn array_params_get_a_one_element_array_and_are_never_split() {
+        let mut e = disk_entry();
+        e.parameters = json!({"type": "object", "additionalProperties": false,
+            "required": ["target_hosts", "ports"],
+            "properties": {
+                "target_hosts": {"type": "array", "minItems": 1, "maxItems": 1,
+                    "items": {"type": "string", "pattern": "^[a-z0-9.-]+$"}},
+                "ports": {"type": "array", "items": {"type": "integer"}}}});
+        e.params_from_labels.clear();
+        e.target_param = Some("target_hosts".into());
+        e.params_from_labels
+            .insert("target_hosts".into(), "{{ labels.instance | host }}".into());
+        e.params_from_labels
+            .insert("ports".into(), "{{ labels.port }}".into());
+        let r = check_catalogs(&[catalog("ops", vec![e])]);
+        assert!(
+            r.catalogs[0].problems.is_empty(),
+            "{:?}",
+            r.catalogs[0].problems
+        );
+        let entry = &r.catalogs[0].valid[0];
+        let a = alert("X", &[("instance", "web-3:9100"), ("port", "9100")], &[]);
+        let choice = complete(entry, &a).expect("complete");
+        assert_eq!(
+            choice.params,
+            json!({"target_hosts": ["web-3"], "ports": [9100]})
+        );
+        // A label that tries to name several hosts stays one (invalid) item: refused.
+        let wide = alert("X", &[("instance", "web-3,db-1"), ("port", "1")], &[]);
+        assert!(matches!(
+            complete(entry, &wide),
+            Err(RulesGap::Refused { .. })
+        ));
     }
 
     #[test]

@@ -113,3 +113,29 @@ async fn a_crash_looping_pod_has_no_candidate_in_the_demo_catalog() {
         "NoCandidate: no valid catalog entry matches alert \"KubePodCrashLooping\""
     );
 }
+
+#[tokio::test]
+async fn the_article_catalog_fills_its_host_list_from_the_alert() {
+    // examples/article-catalog.yaml declares target_hosts as an array of host names.
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/article-catalog.yaml");
+    let text = std::fs::read_to_string(&path).expect("article catalog");
+    let catalog: salve_api::PlaybookCatalog = serde_yaml::from_str(&text).expect("catalog YAML");
+    let report = check_catalogs(&[catalog]);
+    assert!(
+        report.catalogs[0].problems.is_empty(),
+        "{:?}",
+        report.catalogs[0].problems
+    );
+    let mut registry = Registry::default();
+    let engine = DecisionEngine::new(DecideConfig::default(), &mut registry).expect("engine");
+    let now: Timestamp = "2026-11-28T00:12:00Z".parse().expect("timestamp");
+    let alert = &fixture("webhook-firing-single.json")[0];
+    let o = engine.decide_with(alert, &report, now).await;
+    assert_eq!(o.kind, OutcomeKind::RulesMatched, "{:?}", o.decision);
+    assert_eq!(o.decision.playbook.as_deref(), Some("clear_disk_space"));
+    assert_eq!(
+        o.decision.params,
+        Some(json!({"target_hosts": ["web-3"], "min_free_gb": 10}))
+    );
+}
