@@ -36,6 +36,10 @@ lint: ## cargo fmt --check and clippy -D warnings
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
+.PHONY: build-helm
+build-helm: ## Build helm from Go modules (cached by version, tests/cluster/versions.env)
+	tests/tools/build-helm.sh >/dev/null
+
 .PHONY: test-rust
 test-rust: build-cluster ## Unit tests and integration tests, with a fresh control plane started and stopped around them
 	tests/with-cluster.sh $(CARGO) test --workspace --no-fail-fast
