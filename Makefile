@@ -32,9 +32,15 @@ generate: ## Regenerate crds/ (and the chart's copy) from the Rust types
 	@if [ -d charts/salve ]; then mkdir -p charts/salve/crds && cp crds/*.yaml charts/salve/crds/; fi
 
 .PHONY: lint
-lint: ## cargo fmt --check and clippy -D warnings
+lint: build-helm ## cargo fmt --check, clippy -D warnings, helm lint --strict + helm template of charts/salve
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	@helm=$$(tests/tools/build-helm.sh | tail -n 1) && set -e && \
+	  for v in "" charts/salve/ci/namespaced-values.yaml charts/salve/ci/full-values.yaml; do \
+	    echo "helm lint --strict charts/salve $${v:+-f $$v}"; \
+	    $$helm lint --strict charts/salve $${v:+-f $$v} >/dev/null; \
+	    $$helm template salve charts/salve --namespace salve $${v:+-f $$v} >/dev/null; \
+	  done
 
 .PHONY: build-helm
 build-helm: ## Build helm from Go modules (cached by version, tests/cluster/versions.env)
