@@ -200,6 +200,32 @@ pub fn past_deadline(last_renewed: Instant, now: Instant, t: &Timings) -> bool {
     now.saturating_duration_since(last_renewed) >= t.renew_deadline
 }
 
+/// When a leader whose last successful renewal started at `renewed_at` should next try to
+/// renew: `renew_period` after it, or `retry_period` after a failed try; never later than one
+/// retry period before the renew deadline (so the last try still has time to finish), never
+/// sooner than a quarter retry period from `now` (no busy loop). `None`: the deadline passed.
+pub fn next_renewal(
+    renewed_at: Instant,
+    now: Instant,
+    after_failure: bool,
+    t: &Timings,
+) -> Option<Instant> {
+    if past_deadline(renewed_at, now, t) {
+        return None;
+    }
+    let deadline = renewed_at + t.renew_deadline;
+    let planned = if after_failure {
+        now + t.retry_period
+    } else {
+        renewed_at + t.renew_period
+    };
+    Some(
+        planned
+            .min(deadline - t.retry_period)
+            .max(now + t.retry_period / 4),
+    )
+}
+
 /// Why a leader stopped leading.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Lost {
@@ -361,26 +387,33 @@ impl Elector {
     /// [`Elector::acquire`]; the caller must stop acting as soon as this returns. Dropping the
     /// future stops renewing (the term stays recorded, so [`Elector::release`] can give it up).
     pub async fn hold(&mut self) -> Lost {
-        let mut wait = self.timings.renew_period;
+        let mut failed = false;
         loop {
             let Some(renewed_at) = self.term.as_ref().map(|t| t.renewed_at) else {
                 return Lost::RenewDeadline {
                     since_last_renewal: Duration::ZERO,
                 };
             };
-            let deadline = renewed_at + self.timings.renew_deadline;
-            tokio::time::sleep_until((Instant::now() + wait).min(deadline)).await;
+            let Some(at) = next_renewal(renewed_at, Instant::now(), failed, &self.timings) else {
+                self.term = None;
+                return Lost::RenewDeadline {
+                    since_last_renewal: Instant::now() - renewed_at,
+                };
+            };
+            tokio::time::sleep_until(at).await;
             let now = Instant::now();
             if past_deadline(renewed_at, now, &self.timings) {
+                // Woken too late (e.g. the process was frozen): stop without another write.
                 self.term = None;
                 return Lost::RenewDeadline {
                     since_last_renewal: now - renewed_at,
                 };
             }
-            match tokio::time::timeout(deadline - now, self.renew(now)).await {
+            let left = (renewed_at + self.timings.renew_deadline) - now;
+            match tokio::time::timeout(left, self.renew(now)).await {
                 Ok(Ok(new)) => {
                     self.term = Some(new);
-                    wait = self.timings.renew_period;
+                    failed = false;
                 }
                 Ok(Err(RenewError::Lost(lost))) => {
                     self.term = None;
@@ -388,7 +421,7 @@ impl Elector {
                 }
                 Ok(Err(RenewError::Api(e))) => {
                     warn!(error = %e, lease = %self.name, "renewing the lease failed; retrying");
-                    wait = self.timings.retry_period;
+                    failed = true;
                 }
                 Err(_) => {
                     self.term = None;
@@ -678,6 +711,32 @@ mod tests {
         assert!(!past_deadline(r, r + Duration::from_millis(6_999), &t));
         assert!(past_deadline(r, r + S(7), &t));
         assert!(past_deadline(r, r + S(30), &t));
+    }
+
+    #[test]
+    fn renewals_are_paced_and_the_last_try_has_time_to_finish() {
+        let t = Timings::default();
+        let r = Instant::now();
+        let ms = Duration::from_millis;
+        // On schedule: renew_period after the last renewal, even if the answer came late.
+        assert_eq!(next_renewal(r, r, false, &t), Some(r + S(2)));
+        assert_eq!(next_renewal(r, r + ms(1_500), false, &t), Some(r + S(2)));
+        // After a failure: a retry period later…
+        assert_eq!(next_renewal(r, r + S(2), true, &t), Some(r + S(3)));
+        // …but the last try starts a retry period before the deadline…
+        assert_eq!(next_renewal(r, r + ms(5_500), true, &t), Some(r + S(6)));
+        // …and never in a busy loop.
+        assert_eq!(
+            next_renewal(r, r + ms(6_100), true, &t),
+            Some(r + ms(6_350))
+        );
+        // A slow acquisition still gets a renewal before the deadline.
+        assert_eq!(
+            next_renewal(r, r + ms(5_900), false, &t),
+            Some(r + ms(6_150))
+        );
+        assert_eq!(next_renewal(r, r + S(7), false, &t), None);
+        assert_eq!(next_renewal(r, r + S(8), true, &t), None);
     }
 
     #[test]
