@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use salve_api::Incident;
 use salve_core::Verification;
-use tracing::warn;
+use tracing::{info, warn};
 
 /// The verification sources that are configured.
 #[derive(Clone, Debug)]
@@ -23,6 +23,31 @@ pub fn expr_from_generator_url(generator: &str) -> Option<String> {
         .find(|(k, _)| k == "g0.expr")
         .map(|(_, v)| v.into_owned())
         .filter(|e| !e.is_empty())
+}
+
+/// `path` under `base`, keeping every segment of `base`: a Prometheus or Alertmanager served
+/// under a route prefix (`http://host/prometheus`, no trailing slash) is asked at
+/// `http://host/prometheus/api/v1/query`, not at `http://host/api/v1/query`.
+pub fn endpoint(base: &url::Url, path: &str) -> Result<url::Url, String> {
+    let mut base = base.clone();
+    base.set_query(None);
+    base.set_fragment(None);
+    if !base.path().ends_with('/') {
+        let dir = format!("{}/", base.path());
+        base.set_path(&dir);
+    }
+    base.join(path.trim_start_matches('/'))
+        .map_err(|e| e.to_string())
+}
+
+/// A value quoted inside an Alertmanager matcher (`alertname="…"`).
+fn matcher_value(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('"', "\\\"")
+}
+
+/// A request error without its URL (a base URL may carry credentials).
+fn http_error(e: reqwest::Error) -> String {
+    e.without_url().to_string()
 }
 
 impl Verifier {
@@ -50,13 +75,19 @@ impl Verifier {
                 .and_then(expr_from_generator_url),
         ) {
             match self.prometheus_query(prom, &expr).await {
-                Ok(v) => return v,
+                Ok(v) => {
+                    info!(source = %"prometheus", verdict = ?v, "verification answered");
+                    return v;
+                }
                 Err(e) => warn!(error = %e, "Prometheus verification failed; trying Alertmanager"),
             }
         }
         if let Some(am) = &self.alertmanager {
             match self.alertmanager_active(am, inc).await {
-                Ok(v) => return v,
+                Ok(v) => {
+                    info!(source = %"alertmanager", verdict = ?v, "verification answered");
+                    return v;
+                }
                 Err(e) => warn!(error = %e, "Alertmanager verification failed"),
             }
         }
@@ -76,14 +107,11 @@ impl Verifier {
             .send()
             .await
             .and_then(reqwest::Response::error_for_status);
-        resp.map_err(|e| e.to_string())?
-            .json()
-            .await
-            .map_err(|e| e.to_string())
+        resp.map_err(http_error)?.json().await.map_err(http_error)
     }
 
     async fn prometheus_query(&self, base: &url::Url, expr: &str) -> Result<Verification, String> {
-        let url = base.join("api/v1/query").map_err(|e| e.to_string())?;
+        let url = endpoint(base, "api/v1/query")?;
         let body: serde_json::Value = self.get_json(url, &[("query", expr)]).await?;
         if body["status"] != "success" {
             return Err(format!("Prometheus answered {}", body["status"]));
@@ -103,8 +131,8 @@ impl Verifier {
         base: &url::Url,
         inc: &Incident,
     ) -> Result<Verification, String> {
-        let url = base.join("api/v2/alerts").map_err(|e| e.to_string())?;
-        let filter = format!("alertname=\"{}\"", inc.spec.alert.name.replace('"', "\\\""));
+        let url = endpoint(base, "api/v2/alerts")?;
+        let filter = format!("alertname=\"{}\"", matcher_value(&inc.spec.alert.name));
         let alerts: Vec<serde_json::Value> = self
             .get_json(url, &[("active", "true"), ("filter", filter.as_str())])
             .await?;
@@ -120,6 +148,7 @@ impl Verifier {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -129,5 +158,26 @@ mod tests {
         assert_eq!(expr_from_generator_url(g).as_deref(), Some("vector(1)"));
         assert_eq!(expr_from_generator_url("not a url"), None);
         assert_eq!(expr_from_generator_url("http://p/graph?g0.tab=1"), None);
+    }
+
+    #[test]
+    fn endpoints_keep_the_route_prefix() {
+        for (base, want) in [
+            ("http://p:9090", "http://p:9090/api/v1/query"),
+            ("http://p:9090/", "http://p:9090/api/v1/query"),
+            ("http://h/prometheus", "http://h/prometheus/api/v1/query"),
+            ("http://h/prometheus/", "http://h/prometheus/api/v1/query"),
+            ("http://h/a/b?x=1#f", "http://h/a/b/api/v1/query"),
+        ] {
+            let base = url::Url::parse(base).unwrap();
+            assert_eq!(endpoint(&base, "api/v1/query").unwrap().as_str(), want);
+            assert_eq!(endpoint(&base, "/api/v1/query").unwrap().as_str(), want);
+        }
+    }
+
+    #[test]
+    fn matcher_values_are_quoted() {
+        assert_eq!(matcher_value(r#"a"b\c"#), r#"a\"b\\c"#);
+        assert_eq!(matcher_value("plain"), "plain");
     }
 }
