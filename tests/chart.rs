@@ -178,6 +178,47 @@ impl Drop for Release {
     }
 }
 
+// ------------------------------------------------------------------ logs
+
+/// Warnings and errors of everything in this process (the operator and shim run in-process),
+/// so a call the chart's RBAC refuses cannot go unnoticed even where salve only logs it
+/// (Events, retried reconciles).
+static LOGS: std::sync::Mutex<Vec<u8>> = std::sync::Mutex::new(Vec::new());
+
+struct LogSink;
+
+impl std::io::Write for LogSink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        LOGS.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn capture_logs() {
+    let _ = tracing_subscriber::fmt()
+        .with_max_level(tracing_subscriber::filter::LevelFilter::WARN)
+        .with_ansi(false)
+        .with_writer(|| LogSink)
+        .try_init();
+}
+
+/// Fails if anything in the process logged a refusal by the API server.
+fn assert_no_refusal_logged() {
+    let logs = String::from_utf8_lossy(&LOGS.lock().unwrap()).into_owned();
+    let refused: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains("forbidden") || l.contains("Forbidden") || l.contains(" 403"))
+        .collect();
+    assert!(
+        refused.is_empty(),
+        "the API server refused calls made as the chart's accounts:\n{}",
+        refused.join("\n")
+    );
+}
+
 // ------------------------------------------------------------------ identities
 
 /// A client authenticated as `sa` in `ns` by a bound token from the TokenRequest API: exactly
@@ -562,6 +603,7 @@ fn the_charts_crds_are_the_generated_ones() {
 
 #[tokio::test]
 async fn default_install_cluster_wide_rbac_runs_the_operator_and_the_webhook() {
+    capture_logs();
     let admin = admin().await;
     let ns = namespace(&admin, "chart").await;
     let mut release = Release::install("chart-cw", &ns, &[]).await;
@@ -705,6 +747,7 @@ async fn default_install_cluster_wide_rbac_runs_the_operator_and_the_webhook() {
     );
     let shim = start_webhook(wh_args, &token_file, wh_client.clone()).await;
     drive_alert_to_resolution(&admin, &ns, &shim, &token, &runner_sa).await;
+    assert_no_refusal_logged();
 
     // Leader election: the in-process operator (the Deployment's --leader-elect=true and
     // Lease name) holds the Lease in the release namespace, as the operator's account.
@@ -789,6 +832,7 @@ async fn default_install_cluster_wide_rbac_runs_the_operator_and_the_webhook() {
 
 #[tokio::test]
 async fn namespaced_install_gets_a_role_and_runs_the_operator_with_its_own_args() {
+    capture_logs();
     let admin = admin().await;
     let ns = namespace(&admin, "chart-ns").await;
     let other = namespace(&admin, "chart-ns-other").await;
@@ -855,6 +899,7 @@ async fn namespaced_install_gets_a_role_and_runs_the_operator_with_its_own_args(
     )
     .await;
     drive_alert_to_resolution(&admin, &ns, &shim, &token, &runner_sa).await;
+    assert_no_refusal_logged();
     shim.shutdown().await.unwrap();
     drop(operator);
     assert!(
