@@ -88,7 +88,7 @@ pub fn render(notice: Notice, inc: &Incident) -> Message {
         Notice::CancelWindow => (
             format!("salve will run {playbook} for {alert} ({ns}/{name}): {why}"),
             Some(format!(
-                "kubectl -n {ns} annotate incident {name} salve.dev/cancel=true salve.dev/cancelled-by=$(kubectl auth whoami -o jsonpath='{{.status.userInfo.username}}') salve.dev/reason='...'"
+                "kubectl -n {ns} annotate --overwrite incident {name} salve.dev/cancel=true salve.dev/cancelled-by=$(kubectl auth whoami -o jsonpath='{{.status.userInfo.username}}') salve.dev/reason='...'"
             )),
         ),
         Notice::ApprovalRequired => (
@@ -96,7 +96,7 @@ pub fn render(notice: Notice, inc: &Incident) -> Message {
                 "salve needs an approval to run {playbook} (high risk) for {alert} ({ns}/{name}): {why}"
             ),
             Some(format!(
-                "kubectl -n {ns} annotate incident {name} salve.dev/approve=true salve.dev/approved-by=$(kubectl auth whoami -o jsonpath='{{.status.userInfo.username}}')"
+                "kubectl -n {ns} annotate --overwrite incident {name} salve.dev/approve=true salve.dev/approved-by=$(kubectl auth whoami -o jsonpath='{{.status.userInfo.username}}')"
             )),
         ),
         Notice::Escalated => (
@@ -295,7 +295,7 @@ mod tests {
         assert_eq!(
             m.command.as_deref(),
             Some(
-                "kubectl -n ops annotate incident disk-0914bba24938a788-1 salve.dev/cancel=true salve.dev/cancelled-by=$(kubectl auth whoami -o jsonpath='{.status.userInfo.username}') salve.dev/reason='...'"
+                "kubectl -n ops annotate --overwrite incident disk-0914bba24938a788-1 salve.dev/cancel=true salve.dev/cancelled-by=$(kubectl auth whoami -o jsonpath='{.status.userInfo.username}') salve.dev/reason='...'"
             )
         );
     }
