@@ -468,8 +468,9 @@ fn secret_file(url: &str) -> String {
 
 // ------------------------------------------------------------------ catalog and incidents
 
-/// Low risk `restart_web` (two attempts) for `Salve*Low` alerts, medium risk `scale_web` for
-/// `Salve*Medium` alerts, with the given stabilization wait and cancel window.
+/// Low risk `restart_web` (two attempts) for the `low` alertnames, medium risk `scale_web` for
+/// the `medium` ones, with the given stabilization wait and cancel window, and high risk
+/// `failover_web` for `SalveNotifyHigh`.
 fn catalog(
     ns: &str,
     stabilization: u32,
@@ -505,6 +506,14 @@ fn catalog(
                 "paramsFromLabels": {"target_host": "{{ labels.instance | host }}"},
                 "targetParam": "target_host", "maxAttempts": 1, "timeoutSeconds": 60,
                 "cancelWindowSeconds": cancel_window,
+                "verify": {"stabilizationSeconds": stabilization}
+            },
+            {
+                "name": "failover_web", "description": "fail the web tier over", "risk": "high",
+                "playbook": "db-failover.yml", "parameters": params,
+                "match": {"alertnames": ["SalveNotifyHigh"]},
+                "paramsFromLabels": {"target_host": "{{ labels.instance | host }}"},
+                "targetParam": "target_host", "maxAttempts": 1, "timeoutSeconds": 60,
                 "verify": {"stabilizationSeconds": stabilization}
             }
         ]}
@@ -1004,6 +1013,9 @@ async fn escalations_and_cancel_windows_reach_slack_the_webhook_and_alertmanager
     // A medium-risk alert: its cancel window is announced with the command to cancel.
     let medium = json!({"alertname": "SalveNotifyMedium", "instance": "web-8:9100"});
     let med_name = create(&api, &incident(&ns, &fingerprint(), &medium, None)).await;
+    // A high-risk alert: it waits for an approval, and the notice says how to give it.
+    let high = json!({"alertname": "SalveNotifyHigh", "instance": "db-5:9100"});
+    let high_name = create(&api, &incident(&ns, &fingerprint(), &high, None)).await;
 
     let st = wait_phase(&api, &esc_name, Phase::Escalated)
         .await
@@ -1107,7 +1119,7 @@ async fn escalations_and_cancel_windows_reach_slack_the_webhook_and_alertmanager
     );
     assert!(
         hook_cmd.starts_with(&format!(
-            "kubectl -n {ns} annotate incident {med_name} salve.dev/cancel=true salve.dev/cancelled-by="
+            "kubectl -n {ns} annotate --overwrite incident {med_name} salve.dev/cancel=true salve.dev/cancelled-by="
         )),
         "{hook_cmd}"
     );
@@ -1135,6 +1147,17 @@ async fn escalations_and_cancel_windows_reach_slack_the_webhook_and_alertmanager
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // A teammate left a note meanwhile (anyone may edit salve.dev/reason): the command must
+    // still work, replacing it.
+    bob.patch(
+        &med_name,
+        &PatchParams::default(),
+        &Patch::Merge(
+            json!({"metadata": {"annotations": {"salve.dev/reason": "deploy running?"}}}),
+        ),
+    )
+    .await
+    .unwrap();
     let out = shell_as("alice.kubeconfig", &hook_cmd).await;
     assert!(
         out.status.success(),
@@ -1143,11 +1166,62 @@ async fn escalations_and_cancel_windows_reach_slack_the_webhook_and_alertmanager
         String::from_utf8_lossy(&out.stderr)
     );
     let cancelled = wait_phase(&api, &med_name, Phase::Cancelled).await;
+    let st = cancelled.status.clone().unwrap();
+    assert_eq!(
+        st.approval.as_ref().unwrap().reason.as_deref(),
+        Some("..."),
+        "the reason placeholder of the command replaced the note"
+    );
     let approval = cancelled.status.unwrap().approval.unwrap();
     assert_eq!(approval.cancelled_by.as_deref(), Some("alice"));
     assert!(
         jobs_of(&client, &ns, &med_name).await.is_empty(),
         "a cancelled incident never runs"
+    );
+
+    // The high-risk notice's approve command works verbatim for alice; the remediation runs
+    // and is verified (Alertmanager does not know this alert: cleared).
+    wait_phase(&api, &high_name, Phase::AwaitingApproval).await;
+    let approve_cmd = eventually(30, "the approval notice", || async {
+        stub.mentioning("/hook/", &high_name)
+            .iter()
+            .map(Received::json)
+            .find(|b| b["event"] == "ApprovalRequired")
+    })
+    .await["command"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        stub.mentioning("/slack/", &high_name)
+            .iter()
+            .any(|r| r.json()["text"].as_str().unwrap().contains(&approve_cmd)),
+        "Slack shows the approve command"
+    );
+    assert!(jobs_of(&client, &ns, &high_name).await.is_empty());
+    let out = shell_as("alice.kubeconfig", &approve_cmd).await;
+    assert!(
+        out.status.success(),
+        "the approve command failed for an approver:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let done = wait_phase(&api, &high_name, Phase::Resolved).await;
+    let st = done.status.unwrap();
+    assert_eq!(
+        st.approval.unwrap().approved_by.as_deref(),
+        Some("alice"),
+        "approved as the API server authenticated her"
+    );
+    assert_eq!(st.reason.as_deref(), Some("Verified"));
+    assert_eq!(jobs_of(&client, &ns, &high_name).await.len(), 1);
+    assert!(
+        stub.mentioning("/slack/", &high_name)
+            .iter()
+            .any(|r| r.json()["text"]
+                .as_str()
+                .unwrap()
+                .starts_with("salve resolved")),
+        "the resolution is announced"
     );
 
     // 5. The webhook URLs never leak.
@@ -1224,6 +1298,19 @@ async fn failing_and_hanging_endpoints_neither_block_nor_fail_incidents() {
         (slack >= 3 && hook >= 3 && am >= 2).then_some(())
     })
     .await;
+    // The Kubernetes Event is the channel that always works.
+    for (name, reason) in [(&none_name, "NoCandidate"), (&low_name, "StillFiring")] {
+        eventually(30, &format!("the {reason} Event of {name}"), || async {
+            events_of(&client, &ns, name)
+                .await
+                .iter()
+                .any(|e| {
+                    e.reason.as_deref() == Some(reason) && e.type_.as_deref() == Some("Warning")
+                })
+                .then_some(())
+        })
+        .await;
+    }
     assert!(stub.received().iter().any(|r| r.path.starts_with("/fail/")));
     assert!(stub.received().iter().any(|r| r.path.starts_with("/hang/")));
     assert_no_leak(
