@@ -606,6 +606,18 @@ async fn default_install_cluster_wide_rbac_runs_the_operator_and_the_webhook() {
     capture_logs();
     let admin = admin().await;
     let ns = namespace(&admin, "chart").await;
+    // The strictest Pod Security Standard, enforced by the API server's PodSecurity admission:
+    // the chart's pods must be admitted under it.
+    Api::<k8s_openapi::api::core::v1::Namespace>::all(admin.clone())
+        .patch(
+            &ns,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {
+                "pod-security.kubernetes.io/enforce": "restricted",
+                "pod-security.kubernetes.io/warn": "restricted"}}})),
+        )
+        .await
+        .unwrap();
     let mut release = Release::install("chart-cw", &ns, &[]).await;
     let full = release.fullname();
     let op_sa = format!("{full}-operator");
