@@ -110,6 +110,8 @@ pub mod conditions {
         pub const JOB_CONTRACT_ERROR: &str = "JobContractError";
         /// Runner exit 143 or the Job's deadline: stopped midway, the target's state is unknown.
         pub const REMEDIATION_TERMINATED: &str = "RemediationTerminated";
+        /// The Job of a running attempt disappeared (deleted); it is never re-created.
+        pub const JOB_MISSING: &str = "JobMissing";
         /// The remediation Job could not be rendered from the decision (e.g. params too big).
         pub const JOB_INVALID: &str = "JobInvalid";
         pub const ALL_ENTRIES_VALID: &str = "AllEntriesValid";

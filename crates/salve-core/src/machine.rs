@@ -226,6 +226,13 @@ impl Step {
         self
     }
 
+    /// Stays without touching status: the message of the transition into this phase already
+    /// says what is awaited, and an unchanged status costs no API write.
+    fn wait(mut self, requeue: Option<Duration>) -> Self {
+        self.requeue = requeue;
+        self
+    }
+
     fn go(mut self, to: Phase, reason: &'static str, message: impl Into<String>) -> Self {
         let message = message.into();
         self.status.history.push(HistoryEntry {
@@ -370,10 +377,16 @@ pub fn next(
                         (Some(p), salve_api::DecisionSource::Llm) => {
                             (r::LLM_SELECTED, format!("LLM chose {p}"))
                         }
-                        (None, _) => (
-                            escalate_reason(d),
-                            format!("decided to escalate: {}", d.validation),
-                        ),
+                        (None, _) => {
+                            // Nothing will act on it, so the decision and the escalation are
+                            // recorded together: one write, one Event, one page.
+                            let why = if d.validation.is_empty() {
+                                "no remediation chosen".to_owned()
+                            } else {
+                                d.validation.clone()
+                            };
+                            return escalate(s, escalate_reason(d), why).done();
+                        }
                     };
                     s.go(Phase::Decided, reason, msg).done()
                 }
@@ -535,12 +548,7 @@ pub fn next(
                             format!("nobody approved {playbook} by {d}"),
                         )
                         .done(),
-                        Some(Time(d)) => s
-                            .stay(
-                                format!("high risk: waiting for approval until {d}"),
-                                Some(until(now, d)),
-                            )
-                            .done(),
+                        Some(Time(d)) => s.wait(Some(until(now, d))).done(),
                         None => {
                             // Risk changed from medium to high in the catalog meanwhile: start the clock now.
                             let deadline = plus(now, gates.approval_timeout);
@@ -562,9 +570,7 @@ pub fn next(
                         return approved(s, by).done();
                     }
                     match approval.execute_after {
-                        Some(Time(t)) if now < t => s
-                            .stay(format!("runs at {t} unless cancelled"), Some(until(now, t)))
-                            .done(),
+                        Some(Time(t)) if now < t => s.wait(Some(until(now, t))).done(),
                         _ => start_attempt(
                             s,
                             o,
@@ -604,23 +610,41 @@ pub fn next(
                     .done()
                 }
                 JobState::Missing => {
-                    let dry = s.status.attempts.last().is_some_and(|a| a.dry_run);
-                    s.effect(Effect::CreateJob {
-                        attempt: n,
-                        dry_run: dry,
-                    })
-                    .done()
-                    .with_requeue(Duration::from_secs(30))
+                    // The controller creates an attempt's Job before it writes the status that
+                    // records the attempt, so a missing Job here was deleted (by a person, or
+                    // by its TTL during a long outage). It may have run partly: re-creating it
+                    // could run the remediation twice, so a human looks instead.
+                    let mut s = s;
+                    let job = s
+                        .status
+                        .attempts
+                        .last()
+                        .map(|a| a.job.clone())
+                        .unwrap_or_default();
+                    let why = format!(
+                        "the Job {job} of attempt {n} disappeared before salve saw it finish; \
+                         it may have run partly, so it is not created again"
+                    );
+                    finish(
+                        &mut s.status,
+                        now,
+                        AttemptOutcome::Failed,
+                        Some(why.clone()),
+                        None,
+                    );
+                    escalate(s, r::JOB_MISSING, why).done()
                 }
-                JobState::Running => {
-                    let note = match &o.cancelled_by {
-                        Some(by) => {
-                            format!("attempt {n} running; cancel by {by} noted: no further attempt")
-                        }
-                        None => format!("attempt {n} running"),
-                    };
-                    s.stay(note, None).done()
-                }
+                JobState::Running => match &o.cancelled_by {
+                    Some(by) => s
+                        .stay(
+                            format!(
+                                "attempt {n} running; cancel by {by} noted: no further attempt"
+                            ),
+                            None,
+                        )
+                        .done(),
+                    None => s.wait(None).done(),
+                },
                 JobState::Succeeded { finished } => {
                     let mut s = s;
                     let dry = finish(
@@ -715,12 +739,7 @@ pub fn next(
                 Duration::from_secs(entry.map_or(0, |e| e.verify.stabilization_seconds).into());
             let verify_at = plus(finished, wait);
             if now < verify_at {
-                return s
-                    .stay(
-                        format!("verifying at {verify_at}"),
-                        Some(until(now, verify_at)),
-                    )
-                    .done();
+                return s.wait(Some(until(now, verify_at))).done();
             }
             let reported_resolved = o.alert_resolved_at.is_some();
             match (reported_resolved, o.verification) {

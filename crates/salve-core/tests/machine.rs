@@ -440,7 +440,9 @@ fn an_alert_that_resolves_while_waiting_resolves_and_nothing_runs() {
 // ---------------------------------------------------------------------------- Executing
 
 #[test]
-fn a_missing_job_is_created_again_with_the_same_attempt_number() {
+fn a_job_that_disappears_is_never_created_again_a_human_looks() {
+    // Executing is only recorded after the attempt's Job was created, so a missing Job was
+    // deleted; it may have run partly.
     let e = entry(Risk::Low);
     let s = with_attempts(status(Phase::Executing), 1, None);
     let t = run(
@@ -451,8 +453,12 @@ fn a_missing_job_is_created_again_with_the_same_attempt_number() {
         },
         t0(),
     );
-    assert_eq!(creates_job(&t), Some((1, false)));
-    assert_eq!(t.status.attempts.len(), 1, "no new attempt for a re-create");
+    assert_eq!(creates_job(&t), None);
+    assert_eq!(t.status.phase, Phase::Escalated);
+    assert_eq!(t.status.reason.as_deref(), Some("JobMissing"));
+    assert_eq!(t.status.attempts.len(), 1);
+    assert_eq!(t.status.attempts[0].outcome, Some(AttemptOutcome::Failed));
+    assert!(notifies(&t, Notice::Escalated));
 }
 
 #[test]
@@ -946,4 +952,70 @@ fn a_cancel_during_execution_stops_further_attempts() {
     let t = run(Some(&s), &o, at(6));
     assert_eq!(t.status.phase, Phase::Cancelled);
     assert_eq!(creates_job(&t), None);
+}
+
+#[test]
+fn routine_waits_leave_status_untouched_so_they_cost_no_api_write() {
+    // Each wait is entered by a transition whose message already says what is awaited; a
+    // reconcile during the wait must return the very same status (the controller then skips
+    // the write) and no effect.
+    let check = |s: IncidentStatus, o: Observed<'_>, now: Timestamp| {
+        let t = run(Some(&s), &o, now);
+        assert_eq!(t.status, s, "a wait changed status");
+        assert!(t.effects.is_empty(), "{:?}", t.effects);
+    };
+    // High risk before its deadline; medium risk inside its cancel window.
+    for risk in [Risk::High, Risk::Medium] {
+        let e = entry(risk);
+        let entered = run(Some(&status(Phase::Decided)), &obs(&e), t0()).status;
+        assert_eq!(entered.phase, Phase::AwaitingApproval);
+        check(entered, obs(&e), at(10));
+    }
+    // A running Job.
+    let e = entry(Risk::Low);
+    let entered = run(Some(&status(Phase::Decided)), &obs(&e), t0()).status;
+    assert_eq!(entered.phase, Phase::Executing);
+    let running = Observed {
+        job: JobState::Running,
+        ..obs(&e)
+    };
+    check(entered.clone(), running, at(5));
+    // Stabilizing before verification.
+    let mut e = entry(Risk::Low);
+    e.verify.stabilization_seconds = 60;
+    let succeeded = Observed {
+        job: JobState::Succeeded { finished: at(5) },
+        ..obs(&e)
+    };
+    let verifying = run(Some(&entered), &succeeded, at(6)).status;
+    assert_eq!(verifying.phase, Phase::Verifying);
+    check(verifying, obs(&e), at(30));
+}
+
+#[test]
+fn an_escalate_decision_is_stored_and_escalated_in_one_transition() {
+    let e = entry(Risk::Low);
+    let mut d = decision(None);
+    d.validation = "LlmUnavailable: the endpoint answered 503 three times".into();
+    let o = Observed {
+        new_decision: Some(d.clone()),
+        ..obs(&e)
+    };
+    let t = run(None, &o, t0());
+    assert_eq!(t.status.phase, Phase::Escalated);
+    assert_eq!(t.status.reason.as_deref(), Some("LlmUnavailable"));
+    assert_eq!(
+        t.status.decision,
+        Some(d),
+        "the decision is kept for the trail"
+    );
+    assert_eq!(t.status.history.len(), 1);
+    assert_eq!(t.status.history[0].from, Phase::Pending);
+    let events = t
+        .effects
+        .iter()
+        .filter(|e| matches!(e, Effect::Event { .. }))
+        .count();
+    assert_eq!(events, 1);
+    assert!(notifies(&t, Notice::Escalated));
 }

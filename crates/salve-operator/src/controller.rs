@@ -378,7 +378,26 @@ pub async fn reconcile(inc: Arc<Incident>, ctx: Arc<Ctx>) -> Result<Action, Erro
     new_status.conditions = salve_core::conditions::compute(status.as_ref(), &new_status, now);
     if status.as_ref() != Some(&new_status) {
         ctx.metrics.api_write("incidents/status", "patch");
-        write_status(&ctx.client, &ns, &name, &new_status).await?;
+        match write_status(
+            &ctx.client,
+            &ns,
+            &name,
+            inc.resource_version().as_deref(),
+            &new_status,
+        )
+        .await
+        {
+            Ok(()) => {}
+            // The incident changed after this reconcile read it (a human's annotation, the
+            // webhook's resolved record, or our own write not yet in the cache): nothing was
+            // recorded, so no Event or notification either; look again with the fresh object.
+            Err(Error::WriteStatus(kube::Error::Api(e))) if e.code == 409 => {
+                tracing::debug!("status was computed from a stale incident; reconciling again");
+                ctx.metrics.stale_status();
+                return Ok(Action::requeue(Duration::from_millis(300)));
+            }
+            Err(e) => return Err(e),
+        }
         if new_status.phase != phase {
             ctx.metrics.transition(phase, new_status.phase);
             info!(from = %phase, to = %new_status.phase, reason = new_status.reason.as_deref().unwrap_or(""), "transition");
@@ -543,18 +562,25 @@ async fn create_job(
     }
 }
 
+/// Writes status by server-side apply, conditional on `resource_version` (the version the
+/// status was computed from): a status derived from a stale view is refused with 409 instead
+/// of overwriting newer facts.
 async fn write_status(
     client: &Client,
     ns: &str,
     name: &str,
+    resource_version: Option<&str>,
     status: &IncidentStatus,
 ) -> Result<(), Error> {
     let api: Api<Incident> = Api::namespaced(client.clone(), ns);
-    let patch = serde_json::json!({
+    let mut patch = serde_json::json!({
         "apiVersion": format!("{}/{}", salve_api::GROUP, salve_api::VERSION),
         "kind": "Incident",
         "status": status,
     });
+    if let Some(rv) = resource_version {
+        patch["metadata"] = serde_json::json!({"resourceVersion": rv});
+    }
     api.patch_status(
         name,
         &PatchParams::apply(salve_api::FIELD_MANAGER).force(),

@@ -38,6 +38,7 @@ pub struct Metrics {
     notify_failures: Family<CategoryLabels, Counter>,
     jobs_created: Counter,
     api_writes: Family<WriteLabels, Counter>,
+    stale_status: Counter,
 }
 
 impl Metrics {
@@ -73,6 +74,11 @@ impl Metrics {
             "api_writes",
             "Write requests the Incident controller sent to the API server (including 409s), by resource and verb",
             self.api_writes.clone(),
+        );
+        r.register(
+            "stale_status_writes",
+            "Status writes refused (409) because the incident changed after it was read; reconciled again",
+            self.stale_status.clone(),
         );
     }
 
@@ -128,5 +134,9 @@ impl Metrics {
         self.api_writes
             .get_or_create(&WriteLabels { resource, verb })
             .inc();
+    }
+
+    pub fn stale_status(&self) {
+        self.stale_status.inc();
     }
 }
