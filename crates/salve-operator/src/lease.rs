@@ -310,11 +310,12 @@ impl Elector {
                     return;
                 }
                 Ok(Ok(Attempt::NotYet(holder))) => {
-                    if holder != last_holder {
-                        if let Some(h) = &holder {
-                            info!(holder = %h, lease = %self.name, "the lease is held by another replica; standing by");
-                        }
-                        last_holder = holder;
+                    // Log each new holder once (a lost race reports no holder).
+                    if let Some(h) = holder
+                        && last_holder.as_ref() != Some(&h)
+                    {
+                        info!(holder = %h, lease = %self.name, "the lease is held by another replica; standing by");
+                        last_holder = Some(h);
                     }
                 }
                 Ok(Err(e)) => {
