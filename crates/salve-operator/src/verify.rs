@@ -8,6 +8,44 @@ use salve_api::Incident;
 use salve_core::Verification;
 use tracing::{info, warn};
 
+/// Which source answered a verification.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// The alert's expression, re-evaluated.
+    Prometheus,
+    /// Alertmanager API v2: is the fingerprint still active?
+    Alertmanager,
+}
+
+/// A verification verdict, with who gave it and what they saw.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Answer {
+    /// What the state machine acts on.
+    pub verdict: Verification,
+    /// The source that answered (`None`: none could).
+    pub source: Option<Source>,
+    /// One line for status and Events, e.g. ``Prometheus: `up == 0` returned 0 series``.
+    pub detail: String,
+}
+
+/// The number of series in a Prometheus instant-query answer. Alerting expressions are
+/// vectors; any other answer is not a verdict.
+fn series(body: &serde_json::Value) -> Result<usize, String> {
+    if body["status"] != "success" {
+        return Err(format!("Prometheus answered {}", body["status"]));
+    }
+    match (
+        body["data"]["resultType"].as_str(),
+        body["data"]["result"].as_array(),
+    ) {
+        (Some("vector" | "matrix"), Some(r)) => Ok(r.len()),
+        (t, _) => Err(format!(
+            "Prometheus answered a {} result, not a vector",
+            t.unwrap_or("missing")
+        )),
+    }
+}
+
 /// The verification sources that are configured.
 #[derive(Clone, Debug)]
 pub struct Verifier {
@@ -66,6 +104,12 @@ impl Verifier {
 
     /// Asks the configured sources; `Unknown` when none could answer.
     pub async fn check(&self, inc: &Incident) -> Verification {
+        self.answer(inc).await.verdict
+    }
+
+    /// Asks the configured sources, in order, and says which one answered and what it saw
+    /// (for the incident's status: an on-call reading "Resolved" wants to know who said so).
+    pub async fn answer(&self, inc: &Incident) -> Answer {
         if let (Some(prom), Some(expr)) = (
             &self.prometheus,
             inc.spec
@@ -75,23 +119,50 @@ impl Verifier {
                 .and_then(expr_from_generator_url),
         ) {
             match self.prometheus_query(prom, &expr).await {
-                Ok(v) => {
-                    info!(source = %"prometheus", verdict = ?v, "verification answered");
-                    return v;
+                Ok(series) => {
+                    let verdict = if series > 0 {
+                        Verification::StillFiring
+                    } else {
+                        Verification::Cleared
+                    };
+                    info!(source = %"prometheus", ?verdict, series, "verification answered");
+                    return Answer {
+                        verdict,
+                        source: Some(Source::Prometheus),
+                        detail: format!("Prometheus: `{expr}` returned {series} series"),
+                    };
                 }
                 Err(e) => warn!(error = %e, "Prometheus verification failed; trying Alertmanager"),
             }
         }
         if let Some(am) = &self.alertmanager {
             match self.alertmanager_active(am, inc).await {
-                Ok(v) => {
-                    info!(source = %"alertmanager", verdict = ?v, "verification answered");
-                    return v;
+                Ok(active) => {
+                    let verdict = if active {
+                        Verification::StillFiring
+                    } else {
+                        Verification::Cleared
+                    };
+                    info!(source = %"alertmanager", ?verdict, "verification answered");
+                    let fp = &inc.spec.fingerprint;
+                    return Answer {
+                        verdict,
+                        source: Some(Source::Alertmanager),
+                        detail: if active {
+                            format!("Alertmanager: alert {fp} is still active")
+                        } else {
+                            format!("Alertmanager: alert {fp} is no longer active")
+                        },
+                    };
                 }
                 Err(e) => warn!(error = %e, "Alertmanager verification failed"),
             }
         }
-        Verification::Unknown
+        Answer {
+            verdict: Verification::Unknown,
+            source: None,
+            detail: "no verification source answered".into(),
+        }
     }
 
     /// GET with a query string, failing on a non-2xx status, decoding JSON.
@@ -110,40 +181,22 @@ impl Verifier {
         resp.map_err(http_error)?.json().await.map_err(http_error)
     }
 
-    async fn prometheus_query(&self, base: &url::Url, expr: &str) -> Result<Verification, String> {
+    /// How many series the expression returns now.
+    async fn prometheus_query(&self, base: &url::Url, expr: &str) -> Result<usize, String> {
         let url = endpoint(base, "api/v1/query")?;
         let body: serde_json::Value = self.get_json(url, &[("query", expr)]).await?;
-        if body["status"] != "success" {
-            return Err(format!("Prometheus answered {}", body["status"]));
-        }
-        let firing = body["data"]["result"]
-            .as_array()
-            .is_some_and(|r| !r.is_empty());
-        Ok(if firing {
-            Verification::StillFiring
-        } else {
-            Verification::Cleared
-        })
+        series(&body)
     }
 
-    async fn alertmanager_active(
-        &self,
-        base: &url::Url,
-        inc: &Incident,
-    ) -> Result<Verification, String> {
+    async fn alertmanager_active(&self, base: &url::Url, inc: &Incident) -> Result<bool, String> {
         let url = endpoint(base, "api/v2/alerts")?;
         let filter = format!("alertname=\"{}\"", matcher_value(&inc.spec.alert.name));
         let alerts: Vec<serde_json::Value> = self
             .get_json(url, &[("active", "true"), ("filter", filter.as_str())])
             .await?;
-        let still = alerts
+        Ok(alerts
             .iter()
-            .any(|a| a["fingerprint"] == inc.spec.fingerprint.as_str());
-        Ok(if still {
-            Verification::StillFiring
-        } else {
-            Verification::Cleared
-        })
+            .any(|a| a["fingerprint"] == inc.spec.fingerprint.as_str()))
     }
 }
 
@@ -179,5 +232,20 @@ mod tests {
     fn matcher_values_are_quoted() {
         assert_eq!(matcher_value(r#"a"b\c"#), r#"a\"b\\c"#);
         assert_eq!(matcher_value("plain"), "plain");
+    }
+
+    #[test]
+    fn only_a_vector_answer_is_a_verdict() {
+        let vector = |n: usize| {
+            serde_json::json!({"status": "success", "data": {"resultType": "vector",
+                "result": vec![serde_json::json!({"metric": {}, "value": [1, "1"]}); n]}})
+        };
+        assert_eq!(series(&vector(0)), Ok(0));
+        assert_eq!(series(&vector(2)), Ok(2));
+        let scalar = serde_json::json!({"status": "success",
+            "data": {"resultType": "scalar", "result": [1, "1"]}});
+        assert!(series(&scalar).is_err());
+        let error = serde_json::json!({"status": "error", "error": "parse error"});
+        assert!(series(&error).is_err());
     }
 }
