@@ -509,3 +509,135 @@ async fn catalog_problems_show_on_the_catalog_status() {
         ready.message
     );
 }
+
+#[tokio::test]
+async fn high_risk_cancelled_or_self_resolved_while_waiting_runs_nothing() {
+    let (client, ns) = setup("op-wait").await;
+    let _op = start_operator(&client, &ns, &[], Arc::default()).await;
+    let api: Api<Incident> = Api::namespaced(client.clone(), &ns);
+    let cancel = incident(
+        &ns,
+        "PostgresqlDown",
+        "5555bba24938a788",
+        json!({"cluster": "orders-db"}),
+    );
+    let resolve = incident(
+        &ns,
+        "PostgresqlDown",
+        "6666bba24938a788",
+        json!({"cluster": "billing-db"}),
+    );
+    let (c, r) = (
+        cancel.metadata.name.clone().unwrap(),
+        resolve.metadata.name.clone().unwrap(),
+    );
+    api.create(&PostParams::default(), &cancel).await.unwrap();
+    api.create(&PostParams::default(), &resolve).await.unwrap();
+    wait_phase(&api, &c, Phase::AwaitingApproval).await;
+    wait_phase(&api, &r, Phase::AwaitingApproval).await;
+
+    annotate(
+        &api,
+        &c,
+        json!({"salve.dev/cancel": "true", "salve.dev/cancelled-by": "alice", "salve.dev/reason": "failing over by hand"}),
+    )
+    .await;
+    // What the webhook records when Alertmanager reports the alert resolved.
+    annotate(
+        &api,
+        &r,
+        json!({"salve.dev/alert-resolved-at": "2026-11-28T00:20:00Z"}),
+    )
+    .await;
+    let cancelled = wait_phase(&api, &c, Phase::Cancelled).await.status.unwrap();
+    assert_eq!(cancelled.reason.as_deref(), Some("CancelledByUser"));
+    let approval = cancelled.approval.unwrap();
+    assert_eq!(approval.cancelled_by.as_deref(), Some("alice"));
+    assert_eq!(approval.reason.as_deref(), Some("failing over by hand"));
+    let resolved = wait_phase(&api, &r, Phase::Resolved).await.status.unwrap();
+    assert_eq!(resolved.reason.as_deref(), Some("SelfResolved"));
+    assert!(resolved.attempts.is_empty());
+    assert!(jobs_of(&client, &ns, &c).await.is_empty());
+    assert!(jobs_of(&client, &ns, &r).await.is_empty());
+}
+
+#[tokio::test]
+async fn an_operator_killed_while_a_job_runs_resumes_it_without_a_second_job() {
+    let (client, ns) = setup("op-kill").await;
+    // kwok's salve-runner-slow stage keeps the Job running for 8 s.
+    let slow = ["--job-pod-label", "salve.dev/test-slow=true"];
+    let decisions = Arc::new(AtomicU32::new(0));
+    let op = start_operator(&client, &ns, &slow, decisions.clone()).await;
+    let api: Api<Incident> = Api::namespaced(client.clone(), &ns);
+    let inc = incident(
+        &ns,
+        "NodeFilesystemSpaceFillingUp",
+        "7777bba24938a788",
+        json!({"instance": "web-7:9100"}),
+    );
+    let name = inc.metadata.name.clone().unwrap();
+    api.create(&PostParams::default(), &inc).await.unwrap();
+    wait_phase(&api, &name, Phase::Executing).await;
+    drop(op); // killed mid-run: no graceful shutdown, no lease release
+    assert_eq!(jobs_of(&client, &ns, &name).await.len(), 1);
+
+    let _op = start_operator(&client, &ns, &slow, decisions.clone()).await;
+    let v = wait_phase(&api, &name, Phase::Verifying).await;
+    annotate(
+        &api,
+        &name,
+        json!({"salve.dev/alert-resolved-at": "2026-11-28T00:30:00Z"}),
+    )
+    .await;
+    let done = wait_phase(&api, &name, Phase::Resolved)
+        .await
+        .status
+        .unwrap();
+    assert_eq!(v.status.unwrap().attempts.len(), 1);
+    assert_eq!(done.attempts.len(), 1);
+    assert_eq!(done.attempts[0].exit_code, Some(0));
+    assert_eq!(
+        jobs_of(&client, &ns, &name).await.len(),
+        1,
+        "exactly one Job"
+    );
+    assert_eq!(decisions.load(Ordering::SeqCst), 1, "decided once");
+}
+
+#[tokio::test]
+async fn a_job_deleted_while_running_is_escalated_never_re_created() {
+    let (client, ns) = setup("op-gone").await;
+    let _op = start_operator(
+        &client,
+        &ns,
+        &["--job-pod-label", "salve.dev/test-slow=true"],
+        Arc::default(),
+    )
+    .await;
+    let api: Api<Incident> = Api::namespaced(client.clone(), &ns);
+    let inc = incident(
+        &ns,
+        "NodeFilesystemSpaceFillingUp",
+        "8888bba24938a788",
+        json!({"instance": "web-8:9100"}),
+    );
+    let name = inc.metadata.name.clone().unwrap();
+    api.create(&PostParams::default(), &inc).await.unwrap();
+    let running = wait_phase(&api, &name, Phase::Executing).await;
+    let job = running.status.unwrap().attempts[0].job.clone();
+    Api::<Job>::namespaced(client.clone(), &ns)
+        .delete(&job, &kube::api::DeleteParams::background())
+        .await
+        .unwrap();
+    let done = wait_phase(&api, &name, Phase::Escalated)
+        .await
+        .status
+        .unwrap();
+    assert_eq!(done.reason.as_deref(), Some("JobMissing"), "{done:?}");
+    assert_eq!(done.attempts.len(), 1);
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    assert!(
+        jobs_of(&client, &ns, &name).await.is_empty(),
+        "the deleted Job was created again"
+    );
+}
