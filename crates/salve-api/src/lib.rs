@@ -126,6 +126,49 @@ pub fn crds()
 {
     use kube::CustomResourceExt;
     vec![PlaybookCatalog::crd(), Incident::crd()]
+        .into_iter()
+        .map(known_formats_only)
+        .collect()
+}
+
+/// Drops the `format`s the API server does not know (schemars writes `uint32`/`uint64` for
+/// unsigned integers; `kubectl apply` then warns "unrecognized format" on every install). The
+/// `minimum: 0` schemars writes beside them keeps the unsigned bound.
+fn known_formats_only(
+    crd: k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+) -> k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition {
+    const KNOWN: [&str; 8] = [
+        "int32",
+        "int64",
+        "float",
+        "double",
+        "byte",
+        "date",
+        "date-time",
+        "password",
+    ];
+    fn walk(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::Object(map) => {
+                let unknown = map
+                    .get("format")
+                    .and_then(|f| f.as_str())
+                    .is_some_and(|f| !KNOWN.contains(&f));
+                // Only a schema's `format` keyword, not a property that happens to be named so.
+                if unknown && map.contains_key("type") {
+                    map.remove("format");
+                }
+                map.values_mut().for_each(walk);
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(walk),
+            _ => {}
+        }
+    }
+    let Ok(mut value) = serde_json::to_value(&crd) else {
+        return crd;
+    };
+    walk(&mut value);
+    serde_json::from_value(value).unwrap_or(crd)
 }
 
 /// YAML of one CRD exactly as written to `crds/<name>.yaml`.
