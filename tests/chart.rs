@@ -804,6 +804,14 @@ async fn default_install_cluster_wide_rbac_runs_the_operator_and_the_webhook() {
             .contains(&"--max-concurrent-jobs=7".to_owned())
     );
 
+    // The policy carries the group itself: a ConfigMap paramKind would stop working for good
+    // after an uninstall (kubernetes/kubernetes#130887; see templates/approvals.yaml).
+    let vap = Api::<ValidatingAdmissionPolicy>::all(admin.clone())
+        .get(&format!("{full}-approvals-{ns}"))
+        .await
+        .unwrap();
+    assert!(vap.spec.unwrap().param_kind.is_none());
+
     // Approvals, with two real users: alice (salve-approvers, the default approverGroup) may
     // approve as herself only; bob (developers) has no RBAC on Incidents at all.
     let inc_name = salve_api::names::incident_name(
