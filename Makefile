@@ -77,6 +77,12 @@ bench-webhook: deps build-cluster ## Webhook shim: alerts/s, p50/p99 and RSS of 
 	$(CARGO) build --release -p salve
 	tests/with-cluster.sh $(CARGO) bench -p salve-tests --bench webhook
 
+# ------------------------------------------------------------------ operator
+.PHONY: bench-controller
+bench-controller: deps build-cluster ## Operator: incident→Job p50/p99 (trickle, burst of 1,000), API writes per resolved incident, RSS idle and with 10,000 incidents
+	$(CARGO) build --release -p salve
+	tests/with-cluster.sh $(CARGO) bench -p salve-tests --bench controller
+
 # ------------------------------------------------------------------ playbooks and runner image
 .PHONY: test-ansible
 test-ansible: ## Run the playbooks with real Ansible (lint, catalog schemas, real runs through salve-run)
