@@ -641,3 +641,106 @@ async fn a_job_deleted_while_running_is_escalated_never_re_created() {
         "the deleted Job was created again"
     );
 }
+
+/// Jobs of the namespace that have not finished yet (no Complete/Failed condition).
+async fn unfinished_jobs(client: &Client, ns: &str) -> Vec<Job> {
+    Api::<Job>::namespaced(client.clone(), ns)
+        .list(&ListParams::default().labels("app.kubernetes.io/managed-by=salve"))
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|j| {
+            !j.status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|c| {
+                    c.iter().any(|c| {
+                        c.status == "True" && (c.type_ == "Complete" || c.type_ == "Failed")
+                    })
+                })
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn the_concurrency_cap_and_the_target_lock_hold_under_a_burst() {
+    let (client, ns) = setup("op-burst").await;
+    let _op = start_operator(
+        &client,
+        &ns,
+        &[
+            "--max-concurrent-jobs",
+            "2",
+            "--job-pod-label",
+            "salve.dev/test-slow=true",
+        ],
+        Arc::default(),
+    )
+    .await;
+    let api: Api<Incident> = Api::namespaced(client.clone(), &ns);
+    // Five incidents at once: four hosts, two of the incidents on the same host.
+    let hosts = ["web-1", "web-2", "web-3", "web-4", "web-1"];
+    let mut names = Vec::new();
+    for (i, host) in hosts.iter().enumerate() {
+        let inc = incident(
+            &ns,
+            "NodeFilesystemSpaceFillingUp",
+            &format!("b{i}00bba24938a788"),
+            json!({"instance": format!("{host}:9100"), "mountpoint": format!("/m{i}")}),
+        );
+        names.push(inc.metadata.name.clone().unwrap());
+        api.create(&PostParams::default(), &inc).await.unwrap();
+    }
+    // Watch the Jobs until every incident has run: never more than 2 at once, never two on
+    // web-1 at once. Each incident is marked resolved once its Job ran, as the webhook would.
+    let mut peak = 0;
+    let mut marked = std::collections::HashSet::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let running = unfinished_jobs(&client, &ns).await;
+        peak = peak.max(running.len());
+        assert!(
+            running.len() <= 2,
+            "cap exceeded: {} Jobs running",
+            running.len()
+        );
+        let on_web1 = running
+            .iter()
+            .filter(|j| {
+                let inc = &j.metadata.labels.as_ref().unwrap()["salve.dev/incident"];
+                *inc == names[0] || *inc == names[4]
+            })
+            .count();
+        assert!(on_web1 <= 1, "two remediations on web-1 at once");
+        let mut done = 0;
+        for n in &names {
+            let inc = api.get(n).await.unwrap();
+            match inc.status.map(|s| s.phase) {
+                Some(Phase::Verifying) if marked.insert(n.clone()) => {
+                    annotate(
+                        &api,
+                        n,
+                        json!({"salve.dev/alert-resolved-at": "2026-11-28T01:00:00Z"}),
+                    )
+                    .await;
+                }
+                Some(Phase::Resolved) => done += 1,
+                _ => {}
+            }
+        }
+        if done == names.len() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out: {done} of {} resolved",
+            names.len()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(peak, 2, "the cap was used");
+    for n in &names {
+        assert_eq!(jobs_of(&client, &ns, n).await.len(), 1, "{n}: one Job");
+    }
+}

@@ -56,7 +56,32 @@ pub struct Ctx {
     pub max_concurrent_jobs: u32,
     pub flap_window: Duration,
     pub metrics: Metrics,
+    /// Jobs being created and per-incident failure counts, shared by concurrent reconciles.
+    pub state: State,
 }
+
+/// A Job this operator decided to create whose creation the Job cache may not show yet.
+#[derive(Debug, Clone)]
+struct Reserved {
+    incident: String,
+    target: Option<String>,
+    at: std::time::Instant,
+}
+
+/// Mutable state shared by concurrent reconciles.
+#[derive(Debug, Default)]
+pub struct State {
+    /// Reservations by Job name. Reconciles run concurrently and the Job and Incident caches
+    /// lag behind the API server, so the blast-radius checks and the reservation of a Job
+    /// happen together under this lock: a burst of incidents cannot all see "2 of 3 running"
+    /// and all start, nor two incidents lock the same target.
+    reserved: std::sync::Mutex<std::collections::HashMap<String, Reserved>>,
+    /// Consecutive reconcile failures by incident uid (for the backoff).
+    failures: std::sync::Mutex<std::collections::HashMap<String, u32>>,
+}
+
+/// How long a reservation stands in for a Job the caches have not caught up with yet.
+const RESERVATION_TTL: Duration = Duration::from_secs(60);
 
 /// Reconcile failures, by step. The category is the metric label and the Event reason.
 #[derive(Debug, thiserror::Error)]
@@ -76,6 +101,11 @@ pub enum Error {
 }
 
 impl Error {
+    /// Errors no retry can fix until the incident itself changes.
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, Error::Incomplete | Error::RenderJob(_))
+    }
+
     /// PascalCase category for metrics and Events.
     pub fn category(&self) -> &'static str {
         match self {
@@ -190,17 +220,23 @@ impl Ctx {
         entry: &CatalogEntry,
         decision: &Decision,
         now: Timestamp,
+        reserved: &std::collections::HashMap<String, Reserved>,
     ) -> Option<Hold> {
-        let running = self
-            .jobs
-            .state()
+        let me = inc.name_any();
+        let cached = self.jobs.state();
+        let in_cache = |name: &str| cached.iter().any(|j| j.name_any() == name);
+        let running_cached = cached
             .iter()
             .filter(|j| {
                 let owner = j.labels().get(keys::INCIDENT_LABEL).map(String::as_str);
-                owner != Some(inc.name_any().as_str())
-                    && matches!(job_state(Some(j)), JobState::Running)
+                owner != Some(me.as_str()) && matches!(job_state(Some(j)), JobState::Running)
             })
-            .count() as u32;
+            .count();
+        let running_reserved = reserved
+            .iter()
+            .filter(|(job, r)| r.incident != me && !in_cache(job))
+            .count();
+        let running = (running_cached + running_reserved) as u32;
         if running >= self.max_concurrent_jobs {
             return Some(Hold::ConcurrencyCap {
                 running,
@@ -208,7 +244,21 @@ impl Ctx {
             });
         }
         let target = target_of(entry, decision)?;
-        let me = inc.name_any();
+        // A Job reserved by another incident for this target, not yet finished in the cache.
+        let finished = |job: &str| {
+            cached
+                .iter()
+                .find(|j| j.name_any() == job)
+                .is_some_and(|j| !matches!(job_state(Some(j)), JobState::Running))
+        };
+        if let Some((_, r)) = reserved.iter().find(|(job, r)| {
+            r.incident != me && r.target.as_deref() == Some(target.as_str()) && !finished(job)
+        }) {
+            return Some(Hold::TargetLocked {
+                target,
+                holder: r.incident.clone(),
+            });
+        }
         let catalogs = self.catalogs.state();
         for other in self.incidents.state() {
             if other.name_any() == me {
@@ -270,9 +320,38 @@ impl Ctx {
     }
 }
 
-/// Reconciles one incident.
-#[instrument(skip_all, fields(incident = %inc.name_any(), phase))]
+/// Reconciles one incident; a failure is also recorded as a Warning Event whose reason is the
+/// error's category (Events of the same reason are aggregated by the recorder).
 pub async fn reconcile(inc: Arc<Incident>, ctx: Arc<Ctx>) -> Result<Action, Error> {
+    let uid = inc.uid().unwrap_or_default();
+    let result = reconcile_once(inc.clone(), ctx.clone()).await;
+    match &result {
+        Ok(_) => {
+            ctx.state
+                .failures
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&uid);
+        }
+        Err(err) => {
+            let ev = Event {
+                type_: EventType::Warning,
+                reason: err.category().to_owned(),
+                note: Some(truncate(&err.to_string(), 1000)),
+                action: "Reconcile".into(),
+                secondary: None,
+            };
+            ctx.metrics.api_write("events", "create");
+            if let Err(e) = ctx.recorder.publish(&ev, &inc.object_ref(&())).await {
+                warn!(error = %e, "publishing event failed");
+            }
+        }
+    }
+    result
+}
+
+#[instrument(skip_all, fields(incident = %inc.name_any(), phase))]
+async fn reconcile_once(inc: Arc<Incident>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     let now = Timestamp::now();
     let status = inc.status.clone();
     let phase = status.as_ref().map_or(Phase::Pending, |s| s.phase);
@@ -312,7 +391,6 @@ pub async fn reconcile(inc: Arc<Incident>, ctx: Arc<Ctx>) -> Result<Action, Erro
         ..Default::default()
     };
     if let (Some(d), Some(e)) = (&decision, &entry) {
-        observed.hold = ctx.hold(&inc, e, d, now);
         observed.job_invalid = render_problem(&ctx, &inc, &ns, e, d);
     }
     let attempt = status
@@ -358,14 +436,42 @@ pub async fn reconcile(inc: Arc<Incident>, ctx: Arc<Ctx>) -> Result<Action, Erro
         t = next(status.as_ref(), &observed, &ctx.gates, now);
     }
 
-    // ---- effects that must precede the status write (idempotent by name)
-    let final_decision = t.status.decision.clone();
-    for effect in &t.effects {
-        if let Effect::CreateJob { attempt, dry_run } = effect {
-            let (Some(d), Some(e)) = (&final_decision, &entry) else {
-                continue;
-            };
-            create_job(&ctx, &inc, &ns, e, d, *attempt, *dry_run).await?;
+    // ---- the Job, if one is due: blast-radius checks and reservation under one lock, then
+    // creation (idempotent by name) before the status that records it
+    let wants_job = t.effects.iter().find_map(|e| match e {
+        Effect::CreateJob { attempt, dry_run } => Some((*attempt, *dry_run)),
+        _ => None,
+    });
+    if let (Some((attempt, dry_run)), Some(d), Some(e)) =
+        (wants_job, t.status.decision.clone(), entry.as_ref())
+    {
+        let job_name = salve_api::names::job_name(&name, attempt);
+        let hold = {
+            let mut reserved = ctx.state.reserved.lock().unwrap_or_else(|p| p.into_inner());
+            reserved.retain(|_, r| r.at.elapsed() < RESERVATION_TTL);
+            let hold = ctx.hold(&inc, e, &d, now, &reserved);
+            if hold.is_none() {
+                reserved.insert(
+                    job_name.clone(),
+                    Reserved {
+                        incident: name.clone(),
+                        target: target_of(e, &d),
+                        at: std::time::Instant::now(),
+                    },
+                );
+            }
+            hold
+        };
+        if let Some(hold) = hold {
+            observed.hold = Some(hold);
+            t = next(status.as_ref(), &observed, &ctx.gates, now);
+        } else if let Err(err) = create_job(&ctx, &inc, &ns, e, &d, attempt, dry_run).await {
+            ctx.state
+                .reserved
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&job_name);
+            return Err(err);
         }
     }
 
@@ -591,14 +697,59 @@ async fn write_status(
     .map_err(Error::WriteStatus)
 }
 
-/// Transient errors back off (capped); the category is counted.
-pub fn error_policy(_inc: Arc<Incident>, err: &Error, ctx: Arc<Ctx>) -> Action {
+/// Permanent errors wait for a change of the incident; transient ones back off exponentially
+/// per incident (1 s, 2 s, 4 s … capped at 5 min) with ±25 % jitter so a failing API server
+/// is not hit in lockstep. The category is counted.
+pub fn error_policy(inc: Arc<Incident>, err: &Error, ctx: Arc<Ctx>) -> Action {
     ctx.metrics.reconcile_error(err.category());
-    warn!(error = %err, category = err.category(), "reconcile failed");
-    Action::requeue(Duration::from_secs(5))
+    warn!(error = %err, category = err.category(), incident = %inc.name_any(), "reconcile failed");
+    if err.is_permanent() {
+        return Action::await_change();
+    }
+    let n = {
+        let mut failures = ctx.state.failures.lock().unwrap_or_else(|p| p.into_inner());
+        let n = failures.entry(inc.uid().unwrap_or_default()).or_insert(0);
+        *n = n.saturating_add(1);
+        *n
+    };
+    Action::requeue(backoff(n, rand::random::<f64>()))
 }
+
+/// The delay after the `n`-th consecutive failure (n ≥ 1), for a jitter draw in [0, 1).
+pub fn backoff(n: u32, jitter: f64) -> Duration {
+    let base = Duration::from_secs(1u64 << n.saturating_sub(1).min(9)).min(MAX_BACKOFF);
+    base.mul_f64(0.75 + 0.5 * jitter.clamp(0.0, 1.0))
+}
+
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
 
 /// Labels to keep only salve's Jobs in the Job reflector.
 pub fn job_selector() -> String {
     format!("{}={}", keys::MANAGED_BY_LABEL, keys::MANAGED_BY_VALUE)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_from_one_second_to_five_minutes_with_bounded_jitter() {
+        assert_eq!(backoff(1, 0.5), Duration::from_secs(1));
+        assert_eq!(backoff(2, 0.5), Duration::from_secs(2));
+        assert_eq!(backoff(5, 0.5), Duration::from_secs(16));
+        assert_eq!(backoff(9, 0.5), Duration::from_secs(256));
+        assert_eq!(backoff(10, 0.5), MAX_BACKOFF);
+        assert_eq!(backoff(u32::MAX, 0.5), MAX_BACKOFF);
+        assert_eq!(backoff(0, 0.5), Duration::from_secs(1));
+        // ±25 %: 0.75× … 1.25×, whatever the draw.
+        assert_eq!(backoff(3, 0.0), Duration::from_secs(3));
+        assert_eq!(backoff(3, 1.0), Duration::from_secs(5));
+        assert_eq!(backoff(3, f64::NAN.max(2.0)), Duration::from_secs(5));
+    }
+
+    #[test]
+    fn only_errors_no_retry_can_fix_wait_for_a_change() {
+        assert!(Error::Incomplete.is_permanent());
+        assert!(!Error::CacheClosed("jobs").is_permanent());
+    }
 }

@@ -36,9 +36,12 @@ impl Decider for EngineDecider {
         &'a self,
         alert: &'a AlertSnapshot,
         catalogs: &'a [PlaybookCatalog],
-        _now: Timestamp,
+        now: Timestamp,
     ) -> BoxFuture<'a, Decision> {
-        Box::pin(self.0.decide(alert, catalogs))
+        Box::pin(async move {
+            let report = self.0.report_for(catalogs);
+            self.0.decide_with(alert, &report, now).await.decision
+        })
     }
 }
 
@@ -172,6 +175,7 @@ pub async fn run_with(
         max_concurrent_jobs: args.max_concurrent_jobs,
         flap_window: Duration::from_secs(args.flap_window_seconds),
         metrics,
+        state: controller::State::default(),
     });
 
     let registry = Arc::new(registry);
