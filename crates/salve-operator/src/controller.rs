@@ -353,6 +353,7 @@ pub async fn reconcile(inc: Arc<Incident>, ctx: Arc<Ctx>) -> Result<Action, Erro
 #[instrument(skip_all, fields(incident = %inc.name_any(), phase))]
 async fn reconcile_once(inc: Arc<Incident>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     let now = Timestamp::now();
+    ctx.metrics.watch_incidents(&ctx.incidents);
     let status = inc.status.clone();
     let phase = status.as_ref().map_or(Phase::Pending, |s| s.phase);
     tracing::Span::current().record("phase", phase.as_str());
@@ -504,6 +505,12 @@ async fn reconcile_once(inc: Arc<Incident>, ctx: Arc<Ctx>) -> Result<Action, Err
             }
             Err(e) => return Err(e),
         }
+        ctx.metrics.status_written(
+            status.as_ref(),
+            &new_status,
+            inc.spec.alert.starts_at.0,
+            now,
+        );
         if new_status.phase != phase {
             ctx.metrics.transition(phase, new_status.phase);
             info!(from = %phase, to = %new_status.phase, reason = new_status.reason.as_deref().unwrap_or(""), "transition");
