@@ -307,7 +307,8 @@ impl Ctx {
             .state()
             .iter()
             .filter(|o| {
-                o.spec.fingerprint == inc.spec.fingerprint && o.namespace() == inc.namespace()
+                o.spec.fingerprint == inc.spec.fingerprint
+                    && o.metadata.namespace == inc.metadata.namespace
             })
             .filter(|o| {
                 o.metadata
@@ -388,7 +389,13 @@ async fn reconcile_once(inc: Arc<Incident>, ctx: Arc<Ctx>) -> Result<Action, Err
         alert_resolved_at: annotation(&inc, keys::ALERT_RESOLVED_AT)
             .and_then(|v| v.parse::<Timestamp>().ok()),
         dry_run: inc.spec.dry_run || truthy(&inc, keys::DRY_RUN),
-        recent_occurrences: ctx.recent_occurrences(&inc, now),
+        // Only the step from Decided to a first attempt consults the flap guard; counting
+        // scans the cache, so other phases skip it.
+        recent_occurrences: if matches!(phase, Phase::Pending | Phase::Decided) {
+            ctx.recent_occurrences(&inc, now)
+        } else {
+            1
+        },
         ..Default::default()
     };
     if let (Some(d), Some(e)) = (&decision, &entry) {
