@@ -15,6 +15,10 @@ use tracing::warn;
 const DELIVERY_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long connecting may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long `SalveEscalated` stays active. salve posts it once; without an explicit `endsAt`
+/// Alertmanager would resolve it after its `resolve_timeout` (5 minutes by default) and tell
+/// the on-call it was resolved while nobody had taken over. Silence it once handled.
+pub const ESCALATION_HOLD: jiff::SignedDuration = jiff::SignedDuration::from_hours(24);
 
 /// Where notifications go. The Slack and webhook URLs embed tokens: `Debug` shows only hosts.
 #[derive(Clone, Default)]
@@ -187,9 +191,13 @@ impl Notifier {
                 inc.metadata.name.clone().unwrap_or_default(),
             );
             labels.insert("original_alertname".into(), inc.spec.alert.name.clone());
+            let now = jiff::Timestamp::now();
+            let ends = now.checked_add(ESCALATION_HOLD).unwrap_or(now);
             let body = json!([{
                 "labels": labels,
                 "annotations": {"summary": msg.text, "description": "salve could not remediate this alert; a human must take over."},
+                "startsAt": now.to_string(),
+                "endsAt": ends.to_string(),
             }]);
             match crate::verify::endpoint(am, "api/v2/alerts") {
                 Ok(url) => post(http, &url, &body).await.err().map(|()| "alertmanager"),
