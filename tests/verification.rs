@@ -1095,6 +1095,14 @@ async fn escalations_and_cancel_windows_reach_slack_the_webhook_and_alertmanager
         assert_eq!(l[k], v, "label {k}: {salve_alert}");
     }
     assert_eq!(salve_alert["status"]["state"], "active", "{salve_alert}");
+    // salve posts it once: it must not resolve itself after Alertmanager's resolve_timeout
+    // (5 minutes by default) while nobody has taken over.
+    let at = |k: &str| -> jiff::Timestamp { salve_alert[k].as_str().unwrap().parse().unwrap() };
+    let held = at("endsAt").duration_since(at("startsAt"));
+    assert!(
+        held >= jiff::SignedDuration::from_hours(1),
+        "SalveEscalated ends {held:?} after it starts: {salve_alert}"
+    );
 
     // The medium-risk cancel window: Slack and the webhook carry the exact command.
     wait_phase(&api, &med_name, Phase::AwaitingApproval).await;
