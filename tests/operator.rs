@@ -185,7 +185,7 @@ async fn jobs_of(client: &Client, ns: &str, incident: &str) -> Vec<Job> {
 #[tokio::test]
 async fn a_low_risk_alert_is_remediated_by_rules_verified_and_resolved() {
     let (client, ns) = setup("op-low").await;
-    let op = start_operator(&client, &ns, &[], Arc::default()).await;
+    let op = start_operator(&client, &ns, &["--ssh-secret", "salve-ssh"], Arc::default()).await;
     let api: Api<Incident> = Api::namespaced(client.clone(), &ns);
     let inc = incident(
         &ns,
@@ -231,6 +231,40 @@ async fn a_low_risk_alert_is_remediated_by_rules_verified_and_resolved() {
     assert!(
         !serde_json::to_string(job).unwrap().contains("web-3"),
         "params leaked into the Job spec"
+    );
+    // The SSH Secret reaches /salve/ssh: its key required, known_hosts when the Secret has it
+    // (the API server accepted both projections of one Secret into one directory).
+    let pod = job.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+    let ssh = pod
+        .volumes
+        .as_ref()
+        .unwrap()
+        .iter()
+        .find(|v| v.name == "ssh")
+        .unwrap();
+    let keys: Vec<_> = ssh
+        .projected
+        .as_ref()
+        .unwrap()
+        .sources
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            let s = s.secret.as_ref().unwrap();
+            (
+                s.name.as_str(),
+                s.optional,
+                s.items.as_ref().unwrap()[0].key.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            ("salve-ssh", None, "ssh-privatekey"),
+            ("salve-ssh", Some(true), "known_hosts")
+        ]
     );
     let secret = Api::<Secret>::namespaced(client.clone(), &ns)
         .get(job.metadata.name.as_deref().unwrap())

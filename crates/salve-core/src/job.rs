@@ -30,6 +30,9 @@ pub mod contract {
     pub const SSH_DIR: &str = "/salve/ssh";
     /// Key of the private key inside its Secret.
     pub const SSH_KEY_KEY: &str = "ssh-privatekey";
+    /// Key of the pinned host keys inside the same Secret (optional; with it SSH checks host
+    /// keys strictly, without it salve-run falls back to trust-on-first-use).
+    pub const KNOWN_HOSTS_KEY: &str = "known_hosts";
     /// Writable scratch (ansible-runner's private data dir and artifacts).
     pub const WORK_DIR: &str = "/salve/work";
     /// Env: playbook path relative to the image's project dir.
@@ -250,10 +253,14 @@ pub fn job(req: &JobRequest<'_>, settings: &JobSettings) -> Result<Job, BuildErr
         json!({"name": "tmp", "mountPath": "/tmp"}),
     ];
     if let Some(ssh) = &settings.ssh_secret {
-        volumes.push(
-            json!({"name": "ssh", "secret": {"secretName": ssh, "defaultMode": 0o400,
-            "items": [{"key": contract::SSH_KEY_KEY, "path": contract::SSH_KEY_KEY}]}}),
-        );
+        // One directory from two projections of the same Secret: the key must exist (a pod
+        // without it would fail at the first host), known_hosts may (optional source).
+        volumes.push(json!({"name": "ssh", "projected": {"defaultMode": 0o400, "sources": [
+            {"secret": {"name": ssh,
+                "items": [{"key": contract::SSH_KEY_KEY, "path": contract::SSH_KEY_KEY}]}},
+            {"secret": {"name": ssh, "optional": true,
+                "items": [{"key": contract::KNOWN_HOSTS_KEY, "path": contract::KNOWN_HOSTS_KEY}]}},
+        ]}}));
         mounts.push(json!({"name": "ssh", "mountPath": contract::SSH_DIR, "readOnly": true}));
     }
     let job = json!({
@@ -404,6 +411,66 @@ mod tests {
         let labels = j.metadata.labels.unwrap();
         assert_eq!(labels[keys::MANAGED_BY_LABEL], "salve");
         assert_eq!(labels[keys::INCIDENT_LABEL], "inc-a");
+    }
+
+    #[test]
+    fn the_ssh_secret_gives_the_key_and_known_hosts_when_present() {
+        let e = entry();
+        let params = json!({});
+        let req = JobRequest {
+            incident: "inc-a",
+            namespace: "ops",
+            incident_uid: "u1",
+            attempt: 1,
+            dry_run: false,
+            entry: &e,
+            params: &params,
+        };
+        let j = job(&req, &settings()).unwrap();
+        let pod = j.spec.unwrap().template.spec.unwrap();
+        let ssh = pod
+            .volumes
+            .unwrap()
+            .into_iter()
+            .find(|v| v.name == "ssh")
+            .unwrap();
+        let sources = ssh.projected.unwrap().sources.unwrap();
+        let items: Vec<(String, Option<bool>, String)> = sources
+            .into_iter()
+            .map(|s| {
+                let s = s.secret.unwrap();
+                let item = s.items.unwrap().remove(0);
+                (s.name, s.optional, item.key)
+            })
+            .collect();
+        assert_eq!(
+            items,
+            vec![
+                ("salve-ssh".into(), None, contract::SSH_KEY_KEY.into()),
+                (
+                    "salve-ssh".into(),
+                    Some(true),
+                    contract::KNOWN_HOSTS_KEY.into()
+                ),
+            ]
+        );
+        let mount = pod.containers[0]
+            .volume_mounts
+            .clone()
+            .unwrap()
+            .into_iter()
+            .find(|m| m.name == "ssh")
+            .unwrap();
+        assert_eq!(
+            (mount.mount_path.as_str(), mount.read_only),
+            (contract::SSH_DIR, Some(true))
+        );
+        // Without an SSH Secret configured there is no ssh volume at all.
+        let mut no_ssh = settings();
+        no_ssh.ssh_secret = None;
+        let j = job(&req, &no_ssh).unwrap();
+        let vols = j.spec.unwrap().template.spec.unwrap().volumes.unwrap();
+        assert!(vols.iter().all(|v| v.name != "ssh"));
     }
 
     #[test]

@@ -14,8 +14,8 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType, Recorder};
-use kube::runtime::reflector::Store;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client, Resource, ResourceExt};
 use salve_api::{
     AlertSnapshot, CatalogEntry, Decision, Incident, IncidentStatus, Phase, PlaybookCatalog, keys,
@@ -44,7 +44,10 @@ pub trait Decider: Send + Sync + 'static {
 /// Everything reconcile needs, shared by all reconciles.
 pub struct Ctx {
     pub client: Client,
+    /// For the Warning Events of failed reconciles (aggregated into series).
     pub recorder: Recorder,
+    /// Who publishes Events.
+    pub reporter: Reporter,
     pub catalogs: Store<PlaybookCatalog>,
     pub incidents: Store<Incident>,
     pub jobs: Store<Job>,
@@ -78,6 +81,35 @@ pub struct State {
     reserved: std::sync::Mutex<std::collections::HashMap<String, Reserved>>,
     /// Consecutive reconcile failures by incident uid (for the backoff).
     failures: std::sync::Mutex<std::collections::HashMap<String, u32>>,
+    /// By incident uid, the resourceVersions our own status writes replaced, until the cache
+    /// shows a version that is not one of them.
+    superseded: std::sync::Mutex<std::collections::HashMap<String, Vec<String>>>,
+}
+
+impl State {
+    /// Records that a status write replaced version `rv` of incident `uid`.
+    fn supersede(&self, uid: &str, rv: String) {
+        let mut map = self.superseded.lock().unwrap_or_else(|p| p.into_inner());
+        let list = map.entry(uid.to_owned()).or_default();
+        if !list.contains(&rv) {
+            list.push(rv);
+        }
+    }
+
+    /// Whether the cached version `rv` of incident `uid` is one our own writes replaced. A
+    /// cache only moves forward, so once it shows any other version it has caught up with
+    /// them all, and they are forgotten.
+    pub fn is_superseded(&self, uid: &str, rv: Option<&str>) -> bool {
+        let mut map = self.superseded.lock().unwrap_or_else(|p| p.into_inner());
+        let stale = match (map.get(uid), rv) {
+            (Some(list), Some(rv)) => list.iter().any(|x| x == rv),
+            _ => false,
+        };
+        if !stale {
+            map.remove(uid);
+        }
+        stale
+    }
 }
 
 /// How long a reservation stands in for a Job the caches have not caught up with yet.
@@ -351,22 +383,86 @@ pub async fn reconcile(inc: Arc<Incident>, ctx: Arc<Ctx>) -> Result<Action, Erro
     result
 }
 
+/// Reconcile passes in one call at most: Pending → Decided → the gate.
+const MAX_PASSES: usize = 3;
+
+/// When a reconcile that found a stale cached incident looks again (the watch event of the
+/// newer version normally wakes it sooner).
+const STALE_RECHECK: Duration = Duration::from_secs(2);
+
+/// What one pass over an incident did.
+struct Pass {
+    action: Action,
+    /// The effects of the recorded transition, with the incident as recorded (for notices).
+    effects: Vec<Effect>,
+    after: Arc<Incident>,
+    /// The incident as the status write returned it, when the new phase is one that leaves at
+    /// once (Decided): the next pass starts from it instead of waiting for the watch.
+    carry_on: Option<Arc<Incident>>,
+}
+
 #[instrument(skip_all, fields(incident = %inc.name_any(), phase))]
 async fn reconcile_once(inc: Arc<Incident>, ctx: Arc<Ctx>) -> Result<Action, Error> {
-    let now = Timestamp::now();
+    let uid = inc.uid().ok_or(Error::Incomplete)?;
     ctx.metrics.watch_incidents(&ctx.incidents);
+    // A reconcile woken by our own Job (or by a timer) can see the incident as it was before
+    // our last status write: acting on it would create that Job again (409) and compute a
+    // status the API server refuses (409). Wait for the newer version instead.
+    if ctx
+        .state
+        .is_superseded(&uid, inc.resource_version().as_deref())
+    {
+        ctx.metrics.stale_skipped();
+        tracing::debug!("cached incident is older than our last status write; waiting for it");
+        return Ok(Action::requeue(STALE_RECHECK));
+    }
+    let mut current = inc;
+    let mut done: Vec<(Vec<Effect>, Arc<Incident>)> = Vec::new();
+    let mut result = Ok(Action::await_change());
+    for _ in 0..MAX_PASSES {
+        match pass(current.clone(), &ctx, &uid).await {
+            Ok(p) => {
+                done.push((p.effects, p.after));
+                result = Ok(p.action);
+                match p.carry_on {
+                    Some(fresh) => current = fresh,
+                    None => break,
+                }
+            }
+            Err(e) => {
+                result = Err(e);
+                break;
+            }
+        }
+    }
+    // Events and notices after every transition they describe is stored. Transitions made in
+    // one reconcile share one Event (Pending → Decided → Executing reads "rules chose X; low
+    // risk: running X"), while status history keeps each step.
+    apply_effects(&ctx, &done).await;
+    result
+}
+
+/// One observe → next → Job → status round.
+async fn pass(inc: Arc<Incident>, ctx: &Ctx, uid: &str) -> Result<Pass, Error> {
+    let now = Timestamp::now();
     let status = inc.status.clone();
     let phase = status.as_ref().map_or(Phase::Pending, |s| s.phase);
     tracing::Span::current().record("phase", phase.as_str());
+    let idle = |action| Pass {
+        action,
+        effects: Vec::new(),
+        after: inc.clone(),
+        carry_on: None,
+    };
     if phase.is_terminal() {
-        return Ok(Action::await_change());
+        return Ok(idle(Action::await_change()));
     }
     let name = inc.name_any();
     let ns = inc.namespace().ok_or(Error::Incomplete)?;
     // Never decide from a half-filled cache: right after start the catalog watch may not have
     // listed yet, and an empty menu would escalate every incident. An empty menu waits.
     if ctx.catalogs.state().is_empty() {
-        return Ok(Action::requeue(Duration::from_secs(2)));
+        return Ok(idle(Action::requeue(Duration::from_secs(2))));
     }
     // An incident chooses from the catalogs of its own namespace: teams own their menus, and
     // entry names need only be unique there.
@@ -399,24 +495,23 @@ async fn reconcile_once(inc: Arc<Incident>, ctx: Arc<Ctx>) -> Result<Action, Err
         ..Default::default()
     };
     if let (Some(d), Some(e)) = (&decision, &entry) {
-        observed.job_invalid = render_problem(&ctx, &inc, &ns, e, d);
+        observed.job_invalid = render_problem(ctx, &inc, &ns, e, d);
     }
     let attempt = status
         .as_ref()
         .and_then(|s| s.attempts.last())
         .map(|a| a.number);
     if let (Phase::Executing, Some(n)) = (phase, attempt) {
-        let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &ns);
-        let job = jobs
-            .get_opt(&salve_api::names::job_name(&name, n))
+        let job_name = salve_api::names::job_name(&name, n);
+        let job = read_job(ctx, &ns, &job_name)
             .await
             .map_err(|source| Error::ReadJob { attempt: n, source })?;
-        observed.job = job_state(job.as_ref());
+        observed.job = job_state(job.as_deref());
         if matches!(
             observed.job,
             JobState::Succeeded { .. } | JobState::Failed { .. }
         ) {
-            observed.runner = runner_report(&ctx, &ns, &salve_api::names::job_name(&name, n)).await;
+            observed.runner = runner_report(ctx, &ns, &job_name).await;
         }
     }
     if phase == Phase::Verifying && observed.alert_resolved_at.is_none() {
@@ -473,7 +568,7 @@ async fn reconcile_once(inc: Arc<Incident>, ctx: Arc<Ctx>) -> Result<Action, Err
         if let Some(hold) = hold {
             observed.hold = Some(hold);
             t = next(status.as_ref(), &observed, &ctx.gates, now);
-        } else if let Err(err) = create_job(&ctx, &inc, &ns, e, &d, attempt, dry_run).await {
+        } else if let Err(err) = create_job(ctx, &inc, &ns, e, &d, attempt, dry_run).await {
             ctx.state
                 .reserved
                 .lock()
@@ -490,79 +585,130 @@ async fn reconcile_once(inc: Arc<Incident>, ctx: Arc<Ctx>) -> Result<Action, Err
         .alert_resolved_at
         .map(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time);
     new_status.conditions = salve_core::conditions::compute(status.as_ref(), &new_status, now);
-    if status.as_ref() != Some(&new_status) {
-        ctx.metrics.api_write("incidents/status", "patch");
-        match write_status(
-            &ctx.client,
-            &ns,
-            &name,
-            inc.resource_version().as_deref(),
-            &new_status,
-        )
-        .await
-        {
-            Ok(()) => {}
-            // The incident changed after this reconcile read it (a human's annotation, the
-            // webhook's resolved record, or our own write not yet in the cache): nothing was
-            // recorded, so no Event or notification either; look again with the fresh object.
-            Err(Error::WriteStatus(kube::Error::Api(e))) if e.code == 409 => {
-                tracing::debug!("status was computed from a stale incident; reconciling again");
-                ctx.metrics.stale_status();
-                return Ok(Action::requeue(Duration::from_millis(300)));
-            }
-            Err(e) => return Err(e),
-        }
-        ctx.metrics.status_written(
-            status.as_ref(),
-            &new_status,
-            inc.spec.alert.starts_at.0,
-            now,
-        );
-        if new_status.phase != phase {
-            ctx.metrics.transition(phase, new_status.phase);
-            info!(from = %phase, to = %new_status.phase, reason = new_status.reason.as_deref().unwrap_or(""), "transition");
-        }
+    let action = match t.requeue {
+        Some(d) => Action::requeue(d.max(Duration::from_millis(200))),
+        None => Action::requeue(Duration::from_secs(300)),
+    };
+    if status.as_ref() == Some(&new_status) {
+        return Ok(Pass {
+            action,
+            effects: t.effects,
+            after: inc.clone(),
+            carry_on: None,
+        });
     }
-
-    // ---- effects after the transition is recorded
+    ctx.metrics.api_write("incidents/status", "patch");
+    let computed_from = inc.resource_version();
+    let written = match write_status(
+        &ctx.client,
+        &ns,
+        &name,
+        computed_from.as_deref(),
+        &new_status,
+    )
+    .await
+    {
+        Ok(written) => written,
+        // The incident changed after this reconcile read it (a human's annotation, the
+        // webhook's resolved record): nothing was recorded, so no Event or notification
+        // either; look again with the fresh object.
+        Err(Error::WriteStatus(kube::Error::Api(e))) if e.code == 409 => {
+            tracing::debug!("status was computed from a stale incident; reconciling again");
+            ctx.metrics.stale_status();
+            return Ok(idle(Action::requeue(Duration::from_millis(300))));
+        }
+        Err(e) => return Err(e),
+    };
+    if let Some(rv) = computed_from {
+        ctx.state.supersede(uid, rv);
+    }
+    ctx.metrics.status_written(
+        status.as_ref(),
+        &new_status,
+        inc.spec.alert.starts_at.0,
+        now,
+    );
+    if new_status.phase != phase {
+        ctx.metrics.transition(phase, new_status.phase);
+        info!(from = %phase, to = %new_status.phase, reason = new_status.reason.as_deref().unwrap_or(""), "transition");
+    }
+    let moves_on = new_status.phase == Phase::Decided && phase != Phase::Decided;
     let mut after = (*inc).clone();
     after.status = Some(new_status);
-    for effect in &t.effects {
-        match effect {
-            Effect::Event {
-                warning,
-                reason,
+    let written = Arc::new(written);
+    Ok(Pass {
+        action,
+        effects: t.effects,
+        after: Arc::new(after),
+        carry_on: moves_on.then_some(written),
+    })
+}
+
+/// A Job by name: from the cache, which the Job watch updates before it wakes the incident;
+/// from the API server when the cache does not have it (yet), so that a lagging cache is never
+/// taken for a deleted Job.
+async fn read_job(ctx: &Ctx, ns: &str, name: &str) -> Result<Option<Arc<Job>>, kube::Error> {
+    if let Some(job) = ctx.jobs.get(&ObjectRef::new(name).within(ns)) {
+        return Ok(Some(job));
+    }
+    let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), ns);
+    Ok(jobs.get_opt(name).await?.map(Arc::new))
+}
+
+/// Publishes the Events and sends the notices of the passes of one reconcile, in order.
+async fn apply_effects(ctx: &Ctx, passes: &[(Vec<Effect>, Arc<Incident>)]) {
+    let Some((_, last)) = passes.last() else {
+        return;
+    };
+    // Transition Events of one reconcile, merged: the last reason names where it ended.
+    let mut warning = false;
+    let mut reason = None;
+    let mut notes: Vec<&str> = Vec::new();
+    for (effects, _) in passes {
+        for effect in effects {
+            if let Effect::Event {
+                warning: w,
+                reason: r,
                 message,
-            } => {
-                let ev = Event {
-                    type_: if *warning {
-                        EventType::Warning
-                    } else {
-                        EventType::Normal
-                    },
-                    reason: (*reason).to_owned(),
-                    note: Some(truncate(message, 1000)),
-                    action: "Transition".into(),
-                    secondary: None,
-                };
-                ctx.metrics.api_write("events", "create");
-                if let Err(e) = ctx.recorder.publish(&ev, &inc.object_ref(&())).await {
-                    warn!(error = %e, "publishing event failed");
-                }
+            } = effect
+            {
+                warning |= *w;
+                reason = Some(*r);
+                notes.push(message);
             }
-            Effect::Notify(n) => {
-                let msg = render(*n, &after);
-                for channel in ctx.notifier.send(&msg, &after).await {
+        }
+    }
+    if let Some(reason) = reason {
+        let ev = Event {
+            type_: if warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: reason.to_owned(),
+            note: Some(truncate(&notes.join("; "), 1000)),
+            action: "Transition".into(),
+            secondary: None,
+        };
+        ctx.metrics.api_write("events", "create");
+        // A transition happens once, so its Event never repeats: a recorder of its own keeps
+        // the shared recorder's series cache (which holds every Event for minutes) to the
+        // repeating Warning Events of failed reconciles.
+        let recorder = Recorder::new(ctx.client.clone(), ctx.reporter.clone());
+        if let Err(e) = recorder.publish(&ev, &last.object_ref(&())).await {
+            warn!(error = %e, "publishing event failed");
+        }
+    }
+    for (effects, after) in passes {
+        for effect in effects {
+            if let Effect::Notify(n) = effect {
+                let msg = render(*n, after);
+                for channel in ctx.notifier.send(&msg, after).await {
                     ctx.metrics.notification_failed(channel);
                 }
             }
-            Effect::Decide | Effect::CreateJob { .. } => {}
         }
     }
-    Ok(match t.requeue {
-        Some(d) => Action::requeue(d.max(Duration::from_millis(200))),
-        None => Action::requeue(Duration::from_secs(300)),
-    })
 }
 
 fn truncate(s: &str, max: usize) -> String {
@@ -691,7 +837,7 @@ async fn write_status(
     name: &str,
     resource_version: Option<&str>,
     status: &IncidentStatus,
-) -> Result<(), Error> {
+) -> Result<Incident, Error> {
     let api: Api<Incident> = Api::namespaced(client.clone(), ns);
     let mut patch = serde_json::json!({
         "apiVersion": format!("{}/{}", salve_api::GROUP, salve_api::VERSION),
@@ -707,7 +853,6 @@ async fn write_status(
         &Patch::Apply(&patch),
     )
     .await
-    .map(|_| ())
     .map_err(Error::WriteStatus)
 }
 
@@ -743,6 +888,7 @@ pub fn job_selector() -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -759,6 +905,33 @@ mod tests {
         assert_eq!(backoff(3, 0.0), Duration::from_secs(3));
         assert_eq!(backoff(3, 1.0), Duration::from_secs(5));
         assert_eq!(backoff(3, f64::NAN.max(2.0)), Duration::from_secs(5));
+    }
+
+    #[test]
+    fn a_cached_incident_older_than_our_writes_is_stale_until_the_cache_catches_up() {
+        let s = State::default();
+        // Nothing written yet: whatever the cache holds is current.
+        assert!(!s.is_superseded("u1", Some("10")));
+        // Pending (rv 10) → Decided written as rv 11, then Decided (11) → Executing as rv 12.
+        s.supersede("u1", "10".into());
+        s.supersede("u1", "11".into());
+        assert!(
+            s.is_superseded("u1", Some("10")),
+            "the version before Decided"
+        );
+        assert!(s.is_superseded("u1", Some("11")), "the Decided version");
+        assert!(
+            !s.is_superseded("u2", Some("10")),
+            "other incidents are unaffected"
+        );
+        // The cache shows our last write (or anything newer, e.g. a human's annotation):
+        // current, and the replaced versions are forgotten.
+        assert!(!s.is_superseded("u1", Some("12")));
+        assert!(!s.is_superseded("u1", Some("11")));
+        assert!(s.superseded.lock().unwrap().is_empty());
+        // An object without a resourceVersion is never taken for stale.
+        s.supersede("u3", "5".into());
+        assert!(!s.is_superseded("u3", None));
     }
 
     #[test]

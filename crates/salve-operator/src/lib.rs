@@ -1,6 +1,7 @@
 //! salve's operator: the Incident controller and the PlaybookCatalog status controller.
 #![forbid(unsafe_code)]
 
+pub mod cache;
 pub mod catalog;
 pub mod config;
 pub mod controller;
@@ -133,15 +134,25 @@ pub async fn run_with(
     // The catalog controller's cache doubles as the menu the incident controller reads.
     let catalog_controller = Controller::new(catalogs_api, watcher::Config::default());
     let catalogs = catalog_controller.store();
-    // salve's Jobs, for the global concurrency cap.
+    // salve's Jobs: one watch feeds the Job cache (concurrency cap, target lock, a Job's state)
+    // and then triggers the owning incident, so a reconcile woken by a Job change finds that
+    // change in the cache already.
     let (jobs, job_writer) = reflector::store();
     let job_stream = watcher(
-        jobs_api.clone(),
+        jobs_api,
         watcher::Config::default().labels(&controller::job_selector()),
     )
     .default_backoff()
+    .modify(cache::trim_job)
     .reflect(job_writer)
     .touched_objects();
+    // Incidents, trimmed for the cache (managedFields; the bulk of incidents in a final phase).
+    let (incident_store, incident_writer) = reflector::store();
+    let incident_stream = watcher(incidents, watcher::Config::default())
+        .default_backoff()
+        .modify(cache::trim_incident)
+        .reflect(incident_writer)
+        .touched_objects();
 
     let metrics = metrics::Metrics::default();
     metrics.register(&mut registry);
@@ -151,19 +162,16 @@ pub async fn run_with(
         "1 while this replica runs the controllers (holds the election Lease, or leader election is off), else 0",
         leader.clone(),
     );
-    let controller = Controller::new(incidents, watcher::Config::default()).owns(
-        jobs_api,
-        watcher::Config::default().labels(&controller::job_selector()),
-    );
+    let controller =
+        Controller::for_stream(incident_stream, incident_store).owns_stream(job_stream);
+    let reporter = Reporter {
+        controller: "salve".into(),
+        instance: std::env::var("POD_NAME").ok(),
+    };
     let ctx = Arc::new(Ctx {
         client: client.clone(),
-        recorder: Recorder::new(
-            client.clone(),
-            Reporter {
-                controller: "salve".into(),
-                instance: std::env::var("POD_NAME").ok(),
-            },
-        ),
+        recorder: Recorder::new(client.clone(), reporter.clone()),
+        reporter,
         catalogs: catalogs.clone(),
         incidents: controller.store(),
         jobs,
@@ -223,7 +231,6 @@ pub async fn run_with(
         .graceful_shutdown_on(shutdown_signal())
         .run(catalog::reconcile, catalog::error_policy, catalog_ctx)
         .for_each(|_| async {});
-    let jobs_drain = job_stream.for_each(|_| async {});
     let incident_controller = controller
         .graceful_shutdown_on(shutdown_signal())
         .run(controller::reconcile, controller::error_policy, ctx)
@@ -233,10 +240,7 @@ pub async fn run_with(
             }
         });
     let controllers = async move {
-        tokio::select! {
-            _ = futures::future::join(incident_controller, catalog_controller) => {}
-            _ = jobs_drain => { error!("the Job watch ended") }
-        }
+        futures::future::join(incident_controller, catalog_controller).await;
     };
 
     let Some(election) = election else {

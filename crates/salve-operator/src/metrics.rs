@@ -99,6 +99,7 @@ pub struct Metrics {
     jobs_created: Counter,
     api_writes: Family<WriteLabels, Counter>,
     stale_status: Counter,
+    stale_skipped: Counter,
 }
 
 impl Metrics {
@@ -150,6 +151,11 @@ impl Metrics {
             "stale_status_writes",
             "Status writes refused (409) because the incident changed after it was read; reconciled again",
             self.stale_status.clone(),
+        );
+        r.register(
+            "stale_reconciles_skipped",
+            "Reconciles that found the cached incident older than the operator's own last status write, and waited for the newer version instead of acting",
+            self.stale_skipped.clone(),
         );
     }
 
@@ -209,6 +215,10 @@ impl Metrics {
 
     pub fn stale_status(&self) {
         self.stale_status.inc();
+    }
+
+    pub fn stale_skipped(&self) {
+        self.stale_skipped.inc();
     }
 
     /// Lets the phase gauge count from the controller's incident cache.
@@ -276,6 +286,7 @@ impl Default for Metrics {
             jobs_created: Counter::default(),
             api_writes: Family::default(),
             stale_status: Counter::default(),
+            stale_skipped: Counter::default(),
         }
     }
 }
