@@ -1251,6 +1251,8 @@ async fn main() {
                     || l.starts_with("salve_operator_reconcile_errors_total")
                     || l.starts_with("salve_operator_decisions_total")
                     || l.starts_with("salve_operator_jobs_created_total")
+                    || l.starts_with("salve_operator_stale_status_writes_total")
+                    || l.starts_with("salve_operator_stale_reconciles_skipped_total")
             })
             .map(|l| format!("`{l}`"))
             .collect::<Vec<_>>()

@@ -158,7 +158,11 @@ launch kube-apiserver "$bin/kube-apiserver-$K8S_VERSION" \
 wait_for kube-apiserver 120 curl -fsS --cacert "$pki/ca.crt" --cert "$pki/admin.crt" --key "$pki/admin.key" \
   "https://127.0.0.1:$API_PORT/readyz"
 
+# --kube-api-qps/burst: the default client rate limit (20 QPS) lets the job controller finish
+# about one Job a second (each takes ~8 requests), so a burst of remediation Jobs queued for
+# minutes in kube-controller-manager alone; a real control plane is sized for its load too.
 launch kube-controller-manager "$bin/kube-controller-manager-$K8S_VERSION" \
+  --kube-api-qps 200 --kube-api-burst 400 \
   --kubeconfig "$dir/kcm.kubeconfig" --authentication-kubeconfig "$dir/kcm.kubeconfig" \
   --authorization-kubeconfig "$dir/kcm.kubeconfig" --bind-address 127.0.0.1 --secure-port "$KCM_PORT" \
   --authorization-always-allow-paths /healthz,/readyz,/livez,/metrics \

@@ -140,6 +140,8 @@ pub struct JobSettings {
     pub inventory_secret: String,
     /// Secret holding the SSH private key (key `ssh-privatekey`), if hosts are reached by SSH.
     pub ssh_secret: Option<String>,
+    /// Secret whose keys become the runner's environment (credentials such as `PGPASSWORD`).
+    pub env_secret: Option<String>,
     /// Extra labels on the Job's pod (tests use this to steer kwok).
     pub pod_labels: BTreeMap<String, String>,
     /// Service account when the entry names none.
@@ -263,6 +265,13 @@ pub fn job(req: &JobRequest<'_>, settings: &JobSettings) -> Result<Job, BuildErr
         ]}}));
         mounts.push(json!({"name": "ssh", "mountPath": contract::SSH_DIR, "readOnly": true}));
     }
+    // Credentials by reference only: the values never appear in the Job, and a missing Secret
+    // keeps the pod from starting (CreateContainerConfigError) rather than running without.
+    let env_from: Vec<serde_json::Value> = settings
+        .env_secret
+        .iter()
+        .map(|name| json!({"secretRef": {"name": name}}))
+        .collect();
     let job = json!({
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -301,6 +310,7 @@ pub fn job(req: &JobRequest<'_>, settings: &JobSettings) -> Result<Job, BuildErr
                             {"name": contract::ENV_INCIDENT, "value": req.incident},
                             {"name": contract::ENV_ATTEMPT, "value": req.attempt.to_string()},
                         ],
+                        "envFrom": env_from,
                         "volumeMounts": mounts,
                         "resources": {
                             "requests": {"cpu": "100m", "memory": "128Mi"},
@@ -339,6 +349,7 @@ mod tests {
             image: "ghcr.io/salve-dev/runner:0.1.0".into(),
             inventory_secret: "salve-inventory".into(),
             ssh_secret: Some("salve-ssh".into()),
+            env_secret: Some("salve-db".into()),
             pod_labels: BTreeMap::new(),
             default_service_account: None,
         }
@@ -471,6 +482,41 @@ mod tests {
         let j = job(&req, &no_ssh).unwrap();
         let vols = j.spec.unwrap().template.spec.unwrap().volumes.unwrap();
         assert!(vols.iter().all(|v| v.name != "ssh"));
+    }
+
+    #[test]
+    fn credentials_reach_the_runner_by_secret_reference_only() {
+        let e = entry();
+        let params = json!({});
+        let req = JobRequest {
+            incident: "inc-a",
+            namespace: "ops",
+            incident_uid: "u1",
+            attempt: 1,
+            dry_run: false,
+            entry: &e,
+            params: &params,
+        };
+        let j = job(&req, &settings()).unwrap();
+        let c = j.spec.unwrap().template.spec.unwrap().containers.remove(0);
+        let from = c.env_from.unwrap();
+        assert_eq!(from.len(), 1);
+        let secret_ref = from[0].secret_ref.as_ref().unwrap();
+        assert_eq!(secret_ref.name, "salve-db");
+        assert_eq!(secret_ref.optional, None, "a missing Secret stops the pod");
+        assert!(c.env.unwrap().iter().all(|v| v.value_from.is_none()));
+        let mut none = settings();
+        none.env_secret = None;
+        let c = job(&req, &none)
+            .unwrap()
+            .spec
+            .unwrap()
+            .template
+            .spec
+            .unwrap()
+            .containers
+            .remove(0);
+        assert!(c.env_from.unwrap_or_default().is_empty());
     }
 
     #[test]

@@ -667,7 +667,9 @@ pub fn next(
                     s.go(
                         Phase::Verifying,
                         r::JOB_SUCCEEDED,
-                        format!("attempt {n} succeeded; verifying after {wait}s"),
+                        format!(
+                            "attempt {n} succeeded; verifying after {wait}s that the alert cleared (Prometheus, else Alertmanager, else the resolved notification)"
+                        ),
                     )
                     .done()
                     .with_requeue(Duration::from_secs(wait.into()))
@@ -779,11 +781,9 @@ pub fn next(
                         )
                         .done()
                     } else {
-                        s.stay(
-                            "waiting for a verification answer",
-                            Some(Duration::from_secs(30)),
-                        )
-                        .done()
+                        // The message of the step into Verifying says what is awaited; a
+                        // status write here would only race the resolved record.
+                        s.wait(Some(Duration::from_secs(30))).done()
                     }
                 }
             }

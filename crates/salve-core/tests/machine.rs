@@ -827,6 +827,10 @@ fn an_unverifiable_alert_escalates_after_the_verify_timeout() {
     };
     let wait = run(Some(&verifying(1)), &o, at(60 + 599));
     assert_eq!(wait.status.phase, Phase::Verifying);
+    // Waiting costs no status write: the status is the one the step into Verifying wrote.
+    assert_eq!(wait.status, verifying(1));
+    assert!(wait.effects.is_empty());
+    assert_eq!(wait.requeue, Some(Duration::from_secs(30)));
     let t = run(Some(&verifying(1)), &o, at(60 + 600));
     assert_eq!(t.status.phase, Phase::Escalated);
 }

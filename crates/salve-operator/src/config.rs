@@ -31,12 +31,22 @@ pub struct OperatorArgs {
     /// Secret holding the SSH private key under key `ssh-privatekey`.
     #[arg(long, env = "SALVE_SSH_SECRET")]
     pub ssh_secret: Option<String>,
+    /// Secret whose keys become the runner's environment (`envFrom`), for credentials
+    /// playbooks read from it, e.g. `PGUSER`/`PGPASSWORD` for db-failover.yml. The runner
+    /// passes only `PG*`, `ANSIBLE_*` and `K8S_AUTH_*` names on to Ansible.
+    #[arg(long, env = "SALVE_RUNNER_ENV_SECRET")]
+    pub runner_env_secret: Option<String>,
     /// Extra label on remediation pods, `key=value` (repeatable).
     #[arg(long = "job-pod-label", env = "SALVE_JOB_POD_LABELS", value_delimiter = ',', value_parser = parse_kv)]
     pub job_pod_labels: Vec<(String, String)>,
     /// Most remediation Jobs running at once, cluster-wide; excess incidents wait.
     #[arg(long, env = "SALVE_MAX_CONCURRENT_JOBS", default_value_t = 5)]
     pub max_concurrent_jobs: u32,
+    /// Incidents reconciled at once (0: no limit). In an alert storm the excess waits its
+    /// turn: each reconcile in flight holds an API connection (HTTP/1.1) and its buffers, so
+    /// the bound keeps the operator's memory and its load on the API server in check.
+    #[arg(long, env = "SALVE_RECONCILE_CONCURRENCY", default_value_t = 64)]
+    pub reconcile_concurrency: u16,
     /// Medium risk: default cancel window, in seconds.
     #[arg(long, env = "SALVE_CANCEL_WINDOW_SECONDS", default_value_t = 300)]
     pub cancel_window_seconds: u64,
@@ -137,6 +147,7 @@ impl OperatorArgs {
             image: self.runner_image.clone(),
             inventory_secret: self.inventory_secret.clone(),
             ssh_secret: self.ssh_secret.clone(),
+            env_secret: self.runner_env_secret.clone(),
             pod_labels: self
                 .job_pod_labels
                 .iter()

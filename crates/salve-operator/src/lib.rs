@@ -162,8 +162,11 @@ pub async fn run_with(
         "1 while this replica runs the controllers (holds the election Lease, or leader election is off), else 0",
         leader.clone(),
     );
-    let controller =
-        Controller::for_stream(incident_stream, incident_store).owns_stream(job_stream);
+    let controller = Controller::for_stream(incident_stream, incident_store)
+        .owns_stream(job_stream)
+        .with_config(
+            kube::runtime::controller::Config::default().concurrency(args.reconcile_concurrency),
+        );
     let reporter = Reporter {
         controller: "salve".into(),
         instance: std::env::var("POD_NAME").ok(),
