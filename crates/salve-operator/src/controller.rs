@@ -120,6 +120,8 @@ const RESERVATION_TTL: Duration = Duration::from_secs(60);
 pub enum Error {
     #[error("reading the Job of attempt {attempt}: {source}")]
     ReadJob { attempt: u32, source: kube::Error },
+    #[error("reading the incident before its gated Job: {0}")]
+    ReadIncident(kube::Error),
     #[error("creating the remediation Job: {0}")]
     CreateJob(kube::Error),
     #[error("rendering the remediation Job: {0}")]
@@ -142,6 +144,7 @@ impl Error {
     pub fn category(&self) -> &'static str {
         match self {
             Error::ReadJob { .. } => "ReadJobFailed",
+            Error::ReadIncident(_) => "ReadIncidentFailed",
             Error::CreateJob(_) => "CreateJobFailed",
             Error::RenderJob(_) => "RenderJobFailed",
             Error::WriteStatus(_) => "WriteStatusFailed",
@@ -383,7 +386,8 @@ pub async fn reconcile(inc: Arc<Incident>, ctx: Arc<Ctx>) -> Result<Action, Erro
     result
 }
 
-/// Reconcile passes in one call at most: Pending → Decided → the gate.
+/// Reconcile passes in one call at most: Pending → Decided → the gate, or a gated start that
+/// found a newer incident on the API server and looks again from it.
 const MAX_PASSES: usize = 3;
 
 /// When a reconcile that found a stale cached incident looks again (the watch event of the
@@ -396,8 +400,8 @@ struct Pass {
     /// The effects of the recorded transition, with the incident as recorded (for notices).
     effects: Vec<Effect>,
     after: Arc<Incident>,
-    /// The incident as the status write returned it, when the new phase is one that leaves at
-    /// once (Decided): the next pass starts from it instead of waiting for the watch.
+    /// A fresher incident to look at again at once: the one the status write returned when
+    /// the new phase leaves at once (Decided), or the one read before a gated Job.
     carry_on: Option<Arc<Incident>>,
 }
 
@@ -548,6 +552,23 @@ async fn pass(inc: Arc<Incident>, ctx: &Ctx, uid: &str) -> Result<Pass, Error> {
     if let (Some((attempt, dry_run)), Some(d), Some(e)) =
         (wants_job, t.status.decision.clone(), entry.as_ref())
     {
+        // A human gate just opened (the cancel window ended, or an approval arrived): act on
+        // the incident as the API server has it now, not as the cache had it, so that a cancel
+        // given in the last moment is seen before the Job exists.
+        if phase == Phase::AwaitingApproval {
+            let fresh = Api::<Incident>::namespaced(ctx.client.clone(), &ns)
+                .get(&name)
+                .await
+                .map_err(Error::ReadIncident)?;
+            if fresh.resource_version() != inc.resource_version() {
+                return Ok(Pass {
+                    action: Action::requeue(Duration::from_millis(200)),
+                    effects: Vec::new(),
+                    after: inc.clone(),
+                    carry_on: Some(Arc::new(fresh)),
+                });
+            }
+        }
         let job_name = salve_api::names::job_name(&name, attempt);
         let hold = {
             let mut reserved = ctx.state.reserved.lock().unwrap_or_else(|p| p.into_inner());
