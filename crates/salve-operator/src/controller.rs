@@ -81,16 +81,24 @@ pub struct State {
     reserved: std::sync::Mutex<std::collections::HashMap<String, Reserved>>,
     /// Consecutive reconcile failures by incident uid (for the backoff).
     failures: std::sync::Mutex<std::collections::HashMap<String, u32>>,
-    /// By incident uid, the resourceVersions our own status writes replaced, until the cache
-    /// shows a version that is not one of them.
-    superseded: std::sync::Mutex<std::collections::HashMap<String, Vec<String>>>,
+    /// By incident uid, the resourceVersions our own status writes replaced (and when the
+    /// first was replaced), until the cache shows a version that is not one of them.
+    superseded:
+        std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, Vec<String>)>>,
 }
+
+/// How long a reconcile waits for the cache to show our own last write before acting on what
+/// it has anyway (the resourceVersion precondition still refuses a stale status). A watch
+/// delivers in milliseconds; this only bounds the wait if it never does.
+const SUPERSEDED_TTL: Duration = Duration::from_secs(30);
 
 impl State {
     /// Records that a status write replaced version `rv` of incident `uid`.
     fn supersede(&self, uid: &str, rv: String) {
         let mut map = self.superseded.lock().unwrap_or_else(|p| p.into_inner());
-        let list = map.entry(uid.to_owned()).or_default();
+        let (_, list) = map
+            .entry(uid.to_owned())
+            .or_insert_with(|| (std::time::Instant::now(), Vec::new()));
         if !list.contains(&rv) {
             list.push(rv);
         }
@@ -102,7 +110,9 @@ impl State {
     pub fn is_superseded(&self, uid: &str, rv: Option<&str>) -> bool {
         let mut map = self.superseded.lock().unwrap_or_else(|p| p.into_inner());
         let stale = match (map.get(uid), rv) {
-            (Some(list), Some(rv)) => list.iter().any(|x| x == rv),
+            (Some((since, list)), Some(rv)) => {
+                since.elapsed() < SUPERSEDED_TTL && list.iter().any(|x| x == rv)
+            }
             _ => false,
         };
         if !stale {
@@ -417,7 +427,10 @@ async fn reconcile_once(inc: Arc<Incident>, ctx: Arc<Ctx>) -> Result<Action, Err
         .is_superseded(&uid, inc.resource_version().as_deref())
     {
         ctx.metrics.stale_skipped();
-        tracing::debug!("cached incident is older than our last status write; waiting for it");
+        tracing::debug!(
+            resource_version = inc.resource_version().as_deref().unwrap_or(""),
+            "cached incident is older than our last status write; waiting for it"
+        );
         return Ok(Action::requeue(STALE_RECHECK));
     }
     let mut current = inc;
@@ -610,7 +623,10 @@ async fn pass(inc: Arc<Incident>, ctx: &Ctx, uid: &str) -> Result<Pass, Error> {
         Some(d) => Action::requeue(d.max(Duration::from_millis(200))),
         None => Action::requeue(Duration::from_secs(300)),
     };
-    if status.as_ref() == Some(&new_status) {
+    // Compared as the API server will store them: times are kept to the second there, so a
+    // value read from an annotation with milliseconds would otherwise look new on every pass
+    // and cost a write that changes nothing.
+    if status.as_ref().map(wire) == Some(wire(&new_status)) {
         return Ok(Pass {
             action,
             effects: t.effects,
@@ -640,7 +656,15 @@ async fn pass(inc: Arc<Incident>, ctx: &Ctx, uid: &str) -> Result<Pass, Error> {
         }
         Err(e) => return Err(e),
     };
-    if let Some(rv) = computed_from {
+    tracing::debug!(
+        from = computed_from.as_deref().unwrap_or(""),
+        to = written.resource_version().as_deref().unwrap_or(""),
+        phase = %new_status.phase,
+        "status written"
+    );
+    // Only a write that made a new version replaces the one it was computed from (an apply
+    // that changes nothing keeps the resourceVersion, which is then still the current one).
+    if let Some(rv) = computed_from.filter(|rv| written.resource_version().as_ref() != Some(rv)) {
         ctx.state.supersede(uid, rv);
     }
     ctx.metrics.status_written(
@@ -663,6 +687,11 @@ async fn pass(inc: Arc<Incident>, ctx: &Ctx, uid: &str) -> Result<Pass, Error> {
         after: Arc::new(after),
         carry_on: moves_on.then_some(written),
     })
+}
+
+/// A status as it is sent to (and stored by) the API server.
+fn wire(status: &IncidentStatus) -> serde_json::Value {
+    serde_json::to_value(status).unwrap_or(serde_json::Value::Null)
 }
 
 /// A Job by name: from the cache, which the Job watch updates before it wakes the incident;
@@ -953,6 +982,30 @@ mod tests {
         // An object without a resourceVersion is never taken for stale.
         s.supersede("u3", "5".into());
         assert!(!s.is_superseded("u3", None));
+    }
+
+    #[test]
+    fn a_status_differing_below_a_second_is_the_same_on_the_wire() {
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+        let at = |s: &str| Some(Time(s.parse::<Timestamp>().unwrap()));
+        let stored = IncidentStatus {
+            phase: Phase::Verifying,
+            alert_resolved_at: at("2026-11-28T00:16:28Z"),
+            ..Default::default()
+        };
+        // The webhook's annotation carries Alertmanager's milliseconds; the API server keeps
+        // seconds. Writing this again would change nothing.
+        let from_annotation = IncidentStatus {
+            alert_resolved_at: at("2026-11-28T00:16:28.568Z"),
+            ..stored.clone()
+        };
+        assert_ne!(stored, from_annotation);
+        assert_eq!(wire(&stored), wire(&from_annotation));
+        let later = IncidentStatus {
+            alert_resolved_at: at("2026-11-28T00:16:29Z"),
+            ..stored.clone()
+        };
+        assert_ne!(wire(&stored), wire(&later));
     }
 
     #[test]
