@@ -563,6 +563,33 @@ async fn uninstall_and_check(admin: &Client, release: &mut Release) {
     })
     .await;
     assert!(left.is_empty());
+    // The API server enforces admission policies from a cache that lags their deletion. Wait
+    // until it stops enforcing this release's approval policy (a dry-run cancel by an admin
+    // outside the approver group goes through), so that later tests on this control plane do
+    // not meet a policy that no longer exists.
+    let incident = salve_api::names::incident_name(
+        "NodeFilesystemSpaceFillingUp",
+        "0914bba24938a788",
+        "2026-11-28T00:11:26.568Z",
+    );
+    let incidents: Api<Incident> = Api::namespaced(admin.clone(), &release.ns);
+    let probe = json!({"metadata": {"annotations": {"salve.dev/cancel": "true"}}});
+    let dry_run = PatchParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    eventually(
+        60,
+        "the API server to stop enforcing the approval policy",
+        || async {
+            incidents
+                .patch(&incident, &dry_run, &Patch::Merge(&probe))
+                .await
+                .ok()
+                .map(|_| ())
+        },
+    )
+    .await;
     // The CRDs stay (helm never deletes crds/): Incidents are evidence.
     let crds: Api<CustomResourceDefinition> = Api::all(admin.clone());
     for crd in ["incidents.salve.dev", "playbookcatalogs.salve.dev"] {
