@@ -92,7 +92,9 @@ impl Hold {
             Hold::TargetLocked { target, holder } => {
                 format!("waiting: target {target} is being remediated by incident {holder}")
             }
-            Hold::Cooldown { until } => format!("waiting: entry is cooling down until {until}"),
+            Hold::Cooldown { until } => {
+                format!("waiting: entry is cooling down until {}", seconds(*until))
+            }
         }
     }
 }
@@ -204,6 +206,11 @@ fn time(t: Timestamp) -> Time {
 fn plus(now: Timestamp, d: Duration) -> Timestamp {
     let d = SignedDuration::try_from(d).unwrap_or(SignedDuration::MAX);
     now.checked_add(d).unwrap_or(Timestamp::MAX)
+}
+
+/// A time for people to read: whole seconds (the stored times carry no more either).
+fn seconds(t: Timestamp) -> Timestamp {
+    Timestamp::from_second(t.as_second()).unwrap_or(t)
 }
 
 fn until(now: Timestamp, then: Timestamp) -> Duration {
@@ -456,7 +463,10 @@ pub fn next(
                     s.go(
                         Phase::AwaitingApproval,
                         r::CANCEL_WINDOW,
-                        format!("medium risk: {playbook} runs at {after} unless cancelled"),
+                        format!(
+                            "medium risk: {playbook} runs at {} unless cancelled",
+                            seconds(after)
+                        ),
                     )
                     .effect(Effect::Notify(Notice::CancelWindow))
                     .done()
@@ -475,7 +485,10 @@ pub fn next(
                     s.go(
                         Phase::AwaitingApproval,
                         r::APPROVAL_REQUIRED,
-                        format!("high risk: {playbook} waits for an approval until {deadline}"),
+                        format!(
+                            "high risk: {playbook} waits for an approval until {}",
+                            seconds(deadline)
+                        ),
                     )
                     .effect(Effect::Notify(Notice::ApprovalRequired))
                     .done()
@@ -558,7 +571,10 @@ pub fn next(
                                 ..approval
                             });
                             s.stay(
-                                format!("high risk: waiting for approval until {deadline}"),
+                                format!(
+                                    "high risk: waiting for approval until {}",
+                                    seconds(deadline)
+                                ),
                                 Some(gates.approval_timeout),
                             )
                             .done()

@@ -217,6 +217,19 @@ fn medium_risk_waits_for_the_cancel_window() {
 }
 
 #[test]
+fn messages_name_times_to_the_second_for_people() {
+    let e = entry(Risk::Medium);
+    let now = t0()
+        .checked_add(SignedDuration::from_nanos(74_792_219))
+        .unwrap();
+    let t = run(Some(&status(Phase::Decided)), &obs(&e), now);
+    let msg = t.status.message.clone().unwrap();
+    let expected = format!("runs at {} unless cancelled", at(300));
+    assert!(msg.ends_with(&expected), "{msg}");
+    assert!(!msg.contains(".074"), "{msg}");
+}
+
+#[test]
 fn an_entry_can_override_the_cancel_window() {
     let mut e = entry(Risk::Medium);
     e.cancel_window_seconds = Some(30);

@@ -4,6 +4,11 @@
 //! Secrets have deterministic names (a 409 means "already done"), status is written by
 //! server-side apply with field manager `salve` and only when it changed, and Events and
 //! notifications are sent only after the status that records the transition was stored.
+//!
+//! Two rules keep it to one write per transition: a reconcile never acts on a cached incident
+//! older than its own last status write (it waits for the watch to catch up), and a phase
+//! that is left at once (Decided) is left in the same reconcile, from the object the status
+//! write returned. One reconcile publishes one Event, naming each step it took.
 
 use std::sync::Arc;
 use std::time::Duration;
