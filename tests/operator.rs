@@ -973,3 +973,74 @@ async fn the_llm_selects_from_the_catalog_once_and_anything_else_it_says_escalat
     drop(op);
     let _ = std::fs::remove_dir_all(&key_dir);
 }
+
+/// The outcome of a cancel that arrives while the operator creates the Job (after the read it
+/// started from, before the Job exists): the Job is there and the refused status write never
+/// recorded it. Made deterministic here by creating that Job by hand while the incident waits
+/// for approval; the trail must name it, not claim nothing ran.
+#[tokio::test]
+async fn a_cancel_that_met_a_job_being_created_says_so_instead_of_claiming_nothing_ran() {
+    let (client, ns) = setup("op-race").await;
+    let _op = start_operator(&client, &ns, &[], Arc::default()).await;
+    let api: Api<Incident> = Api::namespaced(client.clone(), &ns);
+    let inc = incident(
+        &ns,
+        "PostgresqlDown",
+        "7777bba24938a788",
+        json!({"cluster": "orders-db"}),
+    );
+    let name = inc.metadata.name.clone().unwrap();
+    api.create(&PostParams::default(), &inc).await.unwrap();
+    wait_phase(&api, &name, Phase::AwaitingApproval).await;
+    let job_name = salve_api::names::job_name(&name, 1);
+    let job: Job = serde_json::from_value(json!({
+        "apiVersion": "batch/v1", "kind": "Job",
+        "metadata": {"name": job_name, "labels": {
+            "app.kubernetes.io/managed-by": "salve", "salve.dev/incident": name, "salve.dev/attempt": "1"},
+            "annotations": {"salve.dev/dry-run": "false"}},
+        "spec": {"backoffLimit": 0, "template": {"spec": {"restartPolicy": "Never",
+            "containers": [{"name": "runner", "image": "salve-runner:test"}]}}}
+    }))
+    .unwrap();
+    Api::<Job>::namespaced(client.clone(), &ns)
+        .create(&PostParams::default(), &job)
+        .await
+        .unwrap();
+    annotate(
+        &api,
+        &name,
+        json!({"salve.dev/cancel": "true", "salve.dev/cancelled-by": "alice"}),
+    )
+    .await;
+    let st = wait_phase(&api, &name, Phase::Cancelled)
+        .await
+        .status
+        .unwrap();
+    assert_eq!(st.reason.as_deref(), Some("CancelledByUser"));
+    assert_eq!(st.attempts.len(), 1, "the Job that exists is on the record");
+    assert_eq!(st.attempts[0].job, job_name);
+    assert!(st.attempts[0].started_at.is_some());
+    let msg = st.message.unwrap();
+    assert!(
+        msg.contains(&job_name) && msg.contains("was not stopped"),
+        "{msg}"
+    );
+    assert!(st.history.last().unwrap().message.contains(&job_name));
+    let events = eventually(30, "the Cancelled Event", || async {
+        Api::<k8s_openapi::api::events::v1::Event>::namespaced(client.clone(), &ns)
+            .list(&ListParams::default())
+            .await
+            .ok()?
+            .items
+            .into_iter()
+            .find(|e| {
+                e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name.as_str())
+                    && e.reason.as_deref() == Some("CancelledByUser")
+            })
+    })
+    .await;
+    assert_eq!(events.type_.as_deref(), Some("Warning"));
+    assert!(events.note.unwrap_or_default().contains(&job_name));
+    // The operator never made a Job of its own for it.
+    assert_eq!(jobs_of(&client, &ns, &name).await.len(), 1);
+}

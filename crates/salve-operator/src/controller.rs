@@ -13,6 +13,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::FutureExt;
 use futures::future::BoxFuture;
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::batch::v1::Job;
@@ -101,6 +102,8 @@ impl State {
     /// Records that a status write replaced version `rv` of incident `uid`.
     fn supersede(&self, uid: &str, rv: String) {
         let mut map = self.superseded.lock().unwrap_or_else(|p| p.into_inner());
+        // Entries of incidents deleted before their cache caught up are never looked at again.
+        map.retain(|_, (since, _)| since.elapsed() < SUPERSEDED_TTL);
         let (_, list) = map
             .entry(uid.to_owned())
             .or_insert_with(|| (std::time::Instant::now(), Vec::new()));
@@ -439,15 +442,21 @@ async fn reconcile_once(inc: Arc<Incident>, ctx: Arc<Ctx>) -> Result<Action, Err
         return Ok(Action::requeue(STALE_RECHECK));
     }
     let mut current = inc;
+    // The first pass starts from the cache; later ones from an object the API server just
+    // returned.
+    let mut fresh = false;
     let mut done: Vec<(Vec<Effect>, Arc<Incident>)> = Vec::new();
     let mut result = Ok(Action::await_change());
     for _ in 0..MAX_PASSES {
-        match pass(current.clone(), &ctx, &uid).await {
+        match pass(current.clone(), &ctx, &uid, fresh).await {
             Ok(p) => {
                 done.push((p.effects, p.after));
                 result = Ok(p.action);
                 match p.carry_on {
-                    Some(fresh) => current = fresh,
+                    Some(next) => {
+                        current = next;
+                        fresh = true;
+                    }
                     None => break,
                 }
             }
@@ -464,8 +473,9 @@ async fn reconcile_once(inc: Arc<Incident>, ctx: Arc<Ctx>) -> Result<Action, Err
     result
 }
 
-/// One observe → next → Job → status round.
-async fn pass(inc: Arc<Incident>, ctx: &Ctx, uid: &str) -> Result<Pass, Error> {
+/// One observe → next → Job → status round. `fresh`: `inc` came from the API server just now
+/// (a status write's answer or a GET), not from the cache.
+async fn pass(inc: Arc<Incident>, ctx: &Ctx, uid: &str, fresh: bool) -> Result<Pass, Error> {
     let now = Timestamp::now();
     let status = inc.status.clone();
     let phase = status.as_ref().map_or(Phase::Pending, |s| s.phase);
@@ -570,22 +580,31 @@ async fn pass(inc: Arc<Incident>, ctx: &Ctx, uid: &str) -> Result<Pass, Error> {
     if let (Some((attempt, dry_run)), Some(d), Some(e)) =
         (wants_job, t.status.decision.clone(), entry.as_ref())
     {
-        // A human gate just opened (the cancel window ended, or an approval arrived): act on
-        // the incident as the API server has it now, not as the cache had it, so that a cancel
-        // given in the last moment is seen before the Job exists.
-        if phase == Phase::AwaitingApproval {
-            let fresh = Api::<Incident>::namespaced(ctx.client.clone(), &ns)
+        // A Job starts from the incident as the API server has it now, not as the cache had
+        // it, so that a cancel given in the last moment (as a gate opens, or as an attempt
+        // fails) is seen before the Job exists. The first attempt of a low-risk incident starts
+        // from the Decided write's answer and needs no extra read.
+        if !fresh {
+            let current = Api::<Incident>::namespaced(ctx.client.clone(), &ns)
                 .get(&name)
                 .await
                 .map_err(Error::ReadIncident)?;
-            if fresh.resource_version() != inc.resource_version() {
+            if current.resource_version() != inc.resource_version() {
+                // The cache is behind: its version must not be acted on either.
+                if let Some(rv) = inc.resource_version() {
+                    ctx.state.supersede(uid, rv);
+                }
                 return Ok(Pass {
                     action: Action::requeue(Duration::from_millis(200)),
                     effects: Vec::new(),
                     after: inc.clone(),
-                    carry_on: Some(Arc::new(fresh)),
+                    carry_on: Some(Arc::new(current)),
                 });
             }
+        }
+        // The cap and the target lock count Jobs from the cache: not before it has listed.
+        if ctx.jobs.wait_until_ready().now_or_never().is_none() {
+            return Ok(idle(Action::requeue(Duration::from_secs(1))));
         }
         let job_name = salve_api::names::job_name(&name, attempt);
         let hold = {
@@ -615,6 +634,11 @@ async fn pass(inc: Arc<Incident>, ctx: &Ctx, uid: &str) -> Result<Pass, Error> {
                 .remove(&job_name);
             return Err(err);
         }
+    }
+
+    // ---- a cancel that met a Job created in the same moment
+    if t.status.phase == Phase::Cancelled && phase != Phase::Cancelled {
+        record_job_created_with_cancel(ctx, &ns, &name, &mut t).await?;
     }
 
     // ---- status
@@ -694,16 +718,78 @@ async fn pass(inc: Arc<Incident>, ctx: &Ctx, uid: &str) -> Result<Pass, Error> {
     })
 }
 
+/// A cancel can arrive between the read a Job was started from and the Job's creation: the
+/// Job exists, and the status write that would have recorded it was refused because the
+/// cancel made a newer version. The operator may not delete Jobs (least privilege), so the
+/// trail says what happened instead of "cancelled before it ran": the attempt is recorded, and
+/// the message and the (then Warning) Event name the Job for a human to check.
+async fn record_job_created_with_cancel(
+    ctx: &Ctx,
+    ns: &str,
+    name: &str,
+    t: &mut salve_core::Transition,
+) -> Result<(), Error> {
+    let n = t.status.attempts.last().map_or(1, |a| a.number + 1);
+    let job_name = salve_api::names::job_name(name, n);
+    let Some(job) = read_job(ctx, ns, &job_name)
+        .await
+        .map_err(|source| Error::ReadJob { attempt: n, source })?
+    else {
+        return Ok(());
+    };
+    let note = format!(
+        "Job {job_name} (attempt {n}) had been created in the same moment as the cancel and was not stopped: check what it did"
+    );
+    t.status.attempts.push(salve_api::Attempt {
+        number: n,
+        job: job_name.clone(),
+        started_at: job.metadata.creation_timestamp.clone(),
+        finished_at: None,
+        outcome: None,
+        dry_run: job
+            .annotations()
+            .get("salve.dev/dry-run")
+            .is_some_and(|v| v == "true"),
+        message: Some(note.clone()),
+        exit_code: None,
+        result: None,
+        failed_task: None,
+    });
+    let amend = |m: &mut String| {
+        m.push_str("; ");
+        m.push_str(&note);
+    };
+    if let Some(m) = t.status.message.as_mut() {
+        amend(m);
+    }
+    if let Some(h) = t.status.history.last_mut() {
+        amend(&mut h.message);
+    }
+    for e in &mut t.effects {
+        if let Effect::Event {
+            warning, message, ..
+        } = e
+        {
+            *warning = true;
+            amend(message);
+        }
+    }
+    warn!(job = %job_name, "a cancel arrived while this attempt's Job was being created; the Job exists");
+    Ok(())
+}
+
 /// A status as it is sent to (and stored by) the API server.
 fn wire(status: &IncidentStatus) -> serde_json::Value {
     serde_json::to_value(status).unwrap_or(serde_json::Value::Null)
 }
 
-/// A Job by name: from the cache, which the Job watch updates before it wakes the incident;
-/// from the API server when the cache does not have it (yet), so that a lagging cache is never
-/// taken for a deleted Job.
+/// A Job by name. A finished Job in the cache is final (Complete and Failed never revert);
+/// anything else is read from the API server, so that a lagging cache (a relist swaps the
+/// store only when it ends) is never taken for a deleted or a still-running Job.
 async fn read_job(ctx: &Ctx, ns: &str, name: &str) -> Result<Option<Arc<Job>>, kube::Error> {
-    if let Some(job) = ctx.jobs.get(&ObjectRef::new(name).within(ns)) {
+    if let Some(job) = ctx.jobs.get(&ObjectRef::new(name).within(ns))
+        && !matches!(job_state(Some(&job)), JobState::Running | JobState::Missing)
+    {
         return Ok(Some(job));
     }
     let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), ns);
