@@ -279,7 +279,7 @@ pub fn job(req: &JobRequest<'_>, settings: &JobSettings) -> Result<Job, BuildErr
             "name": name,
             "namespace": req.namespace,
             "labels": labels(req),
-            "annotations": {"salve.dev/playbook": req.entry.name, "salve.dev/dry-run": req.dry_run.to_string()},
+            "annotations": {"salve.dev/playbook": req.entry.name, keys::DRY_RUN: req.dry_run.to_string()},
             "ownerReferences": [owner(req)],
         },
         "spec": {
@@ -344,6 +344,23 @@ mod tests {
         .unwrap()
     }
 
+    fn request<'a>(
+        e: &'a CatalogEntry,
+        params: &'a serde_json::Value,
+        attempt: u32,
+        dry_run: bool,
+    ) -> JobRequest<'a> {
+        JobRequest {
+            incident: "inc-a",
+            namespace: "ops",
+            incident_uid: "u1",
+            attempt,
+            dry_run,
+            entry: e,
+            params,
+        }
+    }
+
     fn settings() -> JobSettings {
         JobSettings {
             image: "ghcr.io/salve-dev/runner:0.1.0".into(),
@@ -359,15 +376,7 @@ mod tests {
     fn params_never_reach_argv_or_env() {
         let e = entry();
         let params = json!({"target_hosts": ["web-3"], "min_free_gb": 10, "evil": "$(rm -rf /)"});
-        let req = JobRequest {
-            incident: "inc-a",
-            namespace: "ops",
-            incident_uid: "u1",
-            attempt: 1,
-            dry_run: false,
-            entry: &e,
-            params: &params,
-        };
+        let req = request(&e, &params, 1, false);
         let j = serde_json::to_string(&job(&req, &settings()).unwrap()).unwrap();
         assert!(!j.contains("rm -rf"), "params leaked into the Job: {j}");
         assert!(!j.contains("web-3"));
@@ -379,15 +388,7 @@ mod tests {
     fn the_job_is_hardened_owned_and_deterministic() {
         let e = entry();
         let params = json!({});
-        let req = JobRequest {
-            incident: "inc-a",
-            namespace: "ops",
-            incident_uid: "u1",
-            attempt: 2,
-            dry_run: true,
-            entry: &e,
-            params: &params,
-        };
+        let req = request(&e, &params, 2, true);
         let j = job(&req, &settings()).unwrap();
         assert_eq!(
             j.metadata.name.as_deref(),
@@ -428,15 +429,7 @@ mod tests {
     fn the_ssh_secret_gives_the_key_and_known_hosts_when_present() {
         let e = entry();
         let params = json!({});
-        let req = JobRequest {
-            incident: "inc-a",
-            namespace: "ops",
-            incident_uid: "u1",
-            attempt: 1,
-            dry_run: false,
-            entry: &e,
-            params: &params,
-        };
+        let req = request(&e, &params, 1, false);
         let j = job(&req, &settings()).unwrap();
         let pod = j.spec.unwrap().template.spec.unwrap();
         let ssh = pod
@@ -488,15 +481,7 @@ mod tests {
     fn credentials_reach_the_runner_by_secret_reference_only() {
         let e = entry();
         let params = json!({});
-        let req = JobRequest {
-            incident: "inc-a",
-            namespace: "ops",
-            incident_uid: "u1",
-            attempt: 1,
-            dry_run: false,
-            entry: &e,
-            params: &params,
-        };
+        let req = request(&e, &params, 1, false);
         let j = job(&req, &settings()).unwrap();
         let c = j.spec.unwrap().template.spec.unwrap().containers.remove(0);
         let from = c.env_from.unwrap();
@@ -523,15 +508,7 @@ mod tests {
     fn non_object_params_are_refused() {
         let e = entry();
         let params = json!(["x"]);
-        let req = JobRequest {
-            incident: "inc-a",
-            namespace: "ops",
-            incident_uid: "u1",
-            attempt: 1,
-            dry_run: false,
-            entry: &e,
-            params: &params,
-        };
+        let req = request(&e, &params, 1, false);
         assert!(matches!(
             params_secret(&req),
             Err(BuildError::ParamsNotObject("an array"))

@@ -9,5 +9,5 @@ pub mod job;
 pub mod machine;
 
 pub use machine::{
-    Effect, Gates, Hold, JobState, Notice, Observed, Transition, Verification, next,
+    Effect, Gates, Hold, JobState, Notice, Observed, Transition, UnrecordedJob, Verification, next,
 };

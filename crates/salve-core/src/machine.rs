@@ -132,6 +132,19 @@ pub struct Observed<'a> {
     pub runner: Option<RunnerReport>,
     /// Why the next attempt's Job cannot be built from the decision, if it cannot.
     pub job_invalid: Option<String>,
+    /// The next attempt's Job, when it exists although status does not record that attempt
+    /// (only looked for while a cancel is set).
+    pub unrecorded_job: Option<UnrecordedJob>,
+}
+
+/// A Job the controller created in the same moment as a cancel: the status write recording
+/// its attempt was refused because the cancel had made a newer version of the incident.
+#[derive(Clone, Debug, PartialEq)]
+pub struct UnrecordedJob {
+    pub attempt: u32,
+    pub job: String,
+    pub created: Option<Timestamp>,
+    pub dry_run: bool,
 }
 
 impl Default for Observed<'_> {
@@ -151,6 +164,7 @@ impl Default for Observed<'_> {
             dry_run: false,
             runner: None,
             job_invalid: None,
+            unrecorded_job: None,
         }
     }
 }
@@ -334,6 +348,64 @@ fn escalate(s: Step, reason: &'static str, why: impl Into<String>) -> Step {
 
 /// The next state of an incident. Pure: same inputs, same output.
 pub fn next(
+    status: Option<&IncidentStatus>,
+    o: &Observed<'_>,
+    gates: &Gates,
+    now: Timestamp,
+) -> Transition {
+    let from = status.map_or(Phase::Pending, |s| s.phase);
+    let mut t = step(status, o, gates, now);
+    if let Some(job) = &o.unrecorded_job
+        && t.status.phase == Phase::Cancelled
+        && from != Phase::Cancelled
+    {
+        record_unrecorded_job(&mut t, job);
+    }
+    t
+}
+
+/// A cancel that met a Job created in the same moment: the operator may not delete Jobs (least
+/// privilege), so instead of "cancelled before it ran" the trail records the attempt, and the
+/// message and the (then Warning) Event name the Job for a human to check.
+fn record_unrecorded_job(t: &mut Transition, job: &UnrecordedJob) {
+    let note = format!(
+        "Job {} (attempt {}) had been created in the same moment as the cancel and was not stopped: check what it did",
+        job.job, job.attempt
+    );
+    t.status.attempts.push(Attempt {
+        number: job.attempt,
+        job: job.job.clone(),
+        started_at: job.created.map(time),
+        finished_at: None,
+        outcome: None,
+        dry_run: job.dry_run,
+        message: Some(note.clone()),
+        exit_code: None,
+        result: None,
+        failed_task: None,
+    });
+    let amend = |m: &mut String| {
+        m.push_str("; ");
+        m.push_str(&note);
+    };
+    if let Some(m) = t.status.message.as_mut() {
+        amend(m);
+    }
+    if let Some(h) = t.status.history.last_mut() {
+        amend(&mut h.message);
+    }
+    for e in &mut t.effects {
+        if let Effect::Event {
+            warning, message, ..
+        } = e
+        {
+            *warning = true;
+            amend(message);
+        }
+    }
+}
+
+fn step(
     status: Option<&IncidentStatus>,
     o: &Observed<'_>,
     gates: &Gates,

@@ -10,7 +10,9 @@ use salve_api::{
     Phase, Risk,
 };
 use salve_core::job::contract::RunnerReport;
-use salve_core::{Effect, Gates, Hold, JobState, Notice, Observed, Transition, Verification, next};
+use salve_core::{
+    Effect, Gates, Hold, JobState, Notice, Observed, Transition, UnrecordedJob, Verification, next,
+};
 use serde_json::json;
 
 const INC: &str = "nodefilesystemspacefillingup-0914bba24938a788-3b1c8a2e";
@@ -1035,4 +1037,40 @@ fn an_escalate_decision_is_stored_and_escalated_in_one_transition() {
         .count();
     assert_eq!(events, 1);
     assert!(notifies(&t, Notice::Escalated));
+}
+
+#[test]
+fn a_cancel_that_met_a_job_created_in_the_same_moment_records_it() {
+    let e = entry(Risk::High);
+    let job = format!("{INC}-a1");
+    let o = Observed {
+        cancelled_by: Some("alice".into()),
+        unrecorded_job: Some(UnrecordedJob {
+            attempt: 1,
+            job: job.clone(),
+            created: Some(at(5)),
+            dry_run: false,
+        }),
+        ..obs(&e)
+    };
+    let t = run(Some(&awaiting(Risk::High)), &o, at(10));
+    assert_eq!(t.status.phase, Phase::Cancelled);
+    assert_eq!(t.status.attempts.len(), 1);
+    assert_eq!(t.status.attempts[0].job, job);
+    assert_eq!(t.status.attempts[0].started_at, Some(Time(at(5))));
+    assert!(t.status.message.as_deref().unwrap().contains(&job));
+    assert!(t.status.history.last().unwrap().message.contains(&job));
+    assert!(t.effects.iter().any(|e| matches!(
+        e,
+        Effect::Event { warning: true, message, .. } if message.contains(&job)
+    )));
+    assert_eq!(creates_job(&t), None);
+    // Without such a Job, a cancel reads as before.
+    let plain = Observed {
+        cancelled_by: Some("alice".into()),
+        ..obs(&e)
+    };
+    let t = run(Some(&awaiting(Risk::High)), &plain, at(10));
+    assert!(t.status.attempts.is_empty());
+    assert!(t.status.message.as_deref().unwrap().ends_with("never ran"));
 }

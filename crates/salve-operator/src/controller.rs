@@ -28,7 +28,7 @@ use salve_api::{
 };
 use salve_core::job::contract::RunnerReport;
 use salve_core::job::{JobRequest, JobSettings};
-use salve_core::{Effect, Gates, Hold, JobState, Observed, next};
+use salve_core::{Effect, Gates, Hold, JobState, Observed, UnrecordedJob, next};
 use tracing::{info, instrument, warn};
 
 use crate::metrics::Metrics;
@@ -426,7 +426,6 @@ struct Pass {
 #[instrument(skip_all, fields(incident = %inc.name_any(), phase))]
 async fn reconcile_once(inc: Arc<Incident>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     let uid = inc.uid().ok_or(Error::Incomplete)?;
-    ctx.metrics.watch_incidents(&ctx.incidents);
     // A reconcile woken by our own Job (or by a timer) can see the incident as it was before
     // our last status write: acting on it would create that Job again (409) and compute a
     // status the API server refuses (409). Wait for the newer version instead.
@@ -546,6 +545,10 @@ async fn pass(inc: Arc<Incident>, ctx: &Ctx, uid: &str, fresh: bool) -> Result<P
             observed.runner = runner_report(ctx, &ns, &job_name).await;
         }
     }
+    // Before a decision no Job can exist; after, a cancel may have met one being created.
+    if observed.cancelled_by.is_some() && phase != Phase::Pending {
+        observed.unrecorded_job = unrecorded_job(ctx, &ns, &name, status.as_ref()).await?;
+    }
     if phase == Phase::Verifying && observed.alert_resolved_at.is_none() {
         let stabilized = status
             .as_ref()
@@ -595,10 +598,8 @@ async fn pass(inc: Arc<Incident>, ctx: &Ctx, uid: &str, fresh: bool) -> Result<P
                     ctx.state.supersede(uid, rv);
                 }
                 return Ok(Pass {
-                    action: Action::requeue(Duration::from_millis(200)),
-                    effects: Vec::new(),
-                    after: inc.clone(),
                     carry_on: Some(Arc::new(current)),
+                    ..idle(Action::requeue(Duration::from_millis(200)))
                 });
             }
         }
@@ -634,11 +635,6 @@ async fn pass(inc: Arc<Incident>, ctx: &Ctx, uid: &str, fresh: bool) -> Result<P
                 .remove(&job_name);
             return Err(err);
         }
-    }
-
-    // ---- a cancel that met a Job created in the same moment
-    if t.status.phase == Phase::Cancelled && phase != Phase::Cancelled {
-        record_job_created_with_cancel(ctx, &ns, &name, &mut t).await?;
     }
 
     // ---- status
@@ -718,64 +714,34 @@ async fn pass(inc: Arc<Incident>, ctx: &Ctx, uid: &str, fresh: bool) -> Result<P
     })
 }
 
-/// A cancel can arrive between the read a Job was started from and the Job's creation: the
-/// Job exists, and the status write that would have recorded it was refused because the
-/// cancel made a newer version. The operator may not delete Jobs (least privilege), so the
-/// trail says what happened instead of "cancelled before it ran": the attempt is recorded, and
-/// the message and the (then Warning) Event name the Job for a human to check.
-async fn record_job_created_with_cancel(
+/// The next attempt's Job if it exists although status does not record it: a cancel that
+/// arrived between the read a Job was started from and the Job's creation (the status write
+/// recording the attempt was then refused).
+async fn unrecorded_job(
     ctx: &Ctx,
     ns: &str,
     name: &str,
-    t: &mut salve_core::Transition,
-) -> Result<(), Error> {
-    let n = t.status.attempts.last().map_or(1, |a| a.number + 1);
-    let job_name = salve_api::names::job_name(name, n);
-    let Some(job) = read_job(ctx, ns, &job_name)
+    status: Option<&IncidentStatus>,
+) -> Result<Option<UnrecordedJob>, Error> {
+    let attempt = status
+        .and_then(|s| s.attempts.last())
+        .map_or(1, |a| a.number + 1);
+    let job_name = salve_api::names::job_name(name, attempt);
+    let job = read_job(ctx, ns, &job_name)
         .await
-        .map_err(|source| Error::ReadJob { attempt: n, source })?
-    else {
-        return Ok(());
-    };
-    let note = format!(
-        "Job {job_name} (attempt {n}) had been created in the same moment as the cancel and was not stopped: check what it did"
-    );
-    t.status.attempts.push(salve_api::Attempt {
-        number: n,
-        job: job_name.clone(),
-        started_at: job.metadata.creation_timestamp.clone(),
-        finished_at: None,
-        outcome: None,
-        dry_run: job
-            .annotations()
-            .get("salve.dev/dry-run")
-            .is_some_and(|v| v == "true"),
-        message: Some(note.clone()),
-        exit_code: None,
-        result: None,
-        failed_task: None,
-    });
-    let amend = |m: &mut String| {
-        m.push_str("; ");
-        m.push_str(&note);
-    };
-    if let Some(m) = t.status.message.as_mut() {
-        amend(m);
-    }
-    if let Some(h) = t.status.history.last_mut() {
-        amend(&mut h.message);
-    }
-    for e in &mut t.effects {
-        if let Effect::Event {
-            warning, message, ..
-        } = e
-        {
-            *warning = true;
-            amend(message);
+        .map_err(|source| Error::ReadJob { attempt, source })?;
+    Ok(job.map(|job| {
+        warn!(job = %job_name, "a cancel arrived while this attempt's Job was being created; the Job exists");
+        UnrecordedJob {
+            attempt,
+            job: job_name,
+            created: job.metadata.creation_timestamp.as_ref().map(|t| t.0),
+            dry_run: job
+                .annotations()
+                .get(keys::DRY_RUN)
+                .is_some_and(|v| v == "true"),
         }
-    }
-    warn!(job = %job_name, "a cancel arrived while this attempt's Job was being created; the Job exists");
-    Ok(())
+    }))
 }
 
 /// A status as it is sent to (and stored by) the API server.

@@ -134,9 +134,8 @@ pub async fn run_with(
     // The catalog controller's cache doubles as the menu the incident controller reads.
     let catalog_controller = Controller::new(catalogs_api, watcher::Config::default());
     let catalogs = catalog_controller.store();
-    // salve's Jobs: one watch feeds the Job cache (concurrency cap, target lock, a Job's state)
-    // and then triggers the owning incident, so a reconcile woken by a Job change finds that
-    // change in the cache already.
+    // salve's Jobs: one watch feeds the Job cache (concurrency cap, target lock, finished Jobs)
+    // and triggers the owning incident.
     let (jobs, job_writer) = reflector::store();
     let job_stream = watcher(
         jobs_api,
@@ -156,6 +155,7 @@ pub async fn run_with(
 
     let metrics = metrics::Metrics::default();
     metrics.register(&mut registry);
+
     let leader = prometheus_client::metrics::gauge::Gauge::<i64>::default();
     registry.sub_registry_with_prefix("salve_operator").register(
         "leader",
@@ -167,6 +167,8 @@ pub async fn run_with(
         .with_config(
             kube::runtime::controller::Config::default().concurrency(args.reconcile_concurrency),
         );
+    // The phase gauge counts from the controller's incident cache.
+    metrics.watch_incidents(&controller.store());
     let reporter = Reporter {
         controller: "salve".into(),
         instance: std::env::var("POD_NAME").ok(),
